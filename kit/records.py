@@ -1,0 +1,99 @@
+"""The records inside a domain's data files: conversations, eval items, FAQ entries."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Role = Literal["system", "user", "assistant"]
+
+
+class Record(BaseModel):
+    """Base of every record: unknown keys are an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("is empty")
+    return value
+
+
+class Message(Record):
+    """One turn of a conversation."""
+
+    role: Role = Field(description="Who speaks: 'system', 'user' or 'assistant'.")
+    content: str = Field(description="What is said; never empty.")
+
+    _content_not_blank = field_validator("content")(_not_blank)
+
+
+class Conversation(Record):
+    """One training conversation (one JSONL line)."""
+
+    messages: list[Message] = Field(min_length=2, description="The turns, ending with the assistant.")
+    id: str | None = Field(default=None, description="Optional identifier.")
+    intent: str | None = Field(default=None, description="Optional intent label, e.g. 'price', 'refusal'.")
+    sources: list[str] = Field(default_factory=list, description="Documents the answers are grounded in.")
+    group: str | None = Field(
+        default=None, description="Paraphrases of one fact share a group; a split keeps a group together."
+    )
+
+    @model_validator(mode="after")
+    def _shape(self) -> Conversation:
+        roles = [m.role for m in self.messages]
+        if "system" in roles[1:]:
+            raise ValueError("a 'system' message may only come first")
+        if "user" not in roles:
+            raise ValueError("has no 'user' message")
+        if roles[-1] != "assistant":
+            raise ValueError("does not end with an 'assistant' message")
+        return self
+
+
+Expect = Literal["answer", "refuse", "handoff", "rule"]
+
+
+class EvalItem(Record):
+    """One eval question (one JSONL line)."""
+
+    id: str = Field(min_length=1, description="Unique identifier.")
+    question: str = Field(description="What the customer asks.")
+    expect: Expect = Field(
+        default="answer",
+        description="'answer' from the documents, 'refuse' (off-topic), 'handoff' to a human, or "
+        "'rule' (a hard rule's fixed response).",
+    )
+    expected_facts: list[str] = Field(
+        default_factory=list, description="Strings a correct answer contains, each found in `source`."
+    )
+    source: str | None = Field(default=None, description="Document (relative to the domain) holding the facts.")
+    rule: str | None = Field(default=None, description="Rule id, when `expect` is 'rule'.")
+    history: list[Message] = Field(default_factory=list, description="Earlier turns, for follow-up questions.")
+
+    _question_not_blank = field_validator("question")(_not_blank)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EvalItem:
+        if self.expect == "answer":
+            if not self.expected_facts:
+                raise ValueError("an 'answer' item needs at least one entry in expected_facts")
+            if not self.source:
+                raise ValueError("an 'answer' item needs `source`, the document holding its facts")
+        if self.expect == "rule" and not self.rule:
+            raise ValueError("a 'rule' item needs `rule`, the id of the rule it tests")
+        if any(not f.strip() for f in self.expected_facts):
+            raise ValueError("expected_facts holds an empty string")
+        return self
+
+
+class FaqEntry(Record):
+    """One FAQ entry (one line of a FAQ JSONL document)."""
+
+    question: str = Field(description="The question as customers ask it.")
+    answer: str = Field(description="The business's answer.")
+    category: str | None = Field(default=None, description="Optional category for filters.")
+
+    _not_blank = field_validator("question", "answer")(_not_blank)

@@ -1,0 +1,330 @@
+"""The domain spec: ``domains/<name>/domain.yaml`` as pydantic models.
+
+Every field documents itself; unknown keys are refused. Paths are relative to the
+domain folder and may not leave it (model files may also be absolute paths, since a
+user's 8B model rarely lives inside the domain). Existence is checked at load
+through the validation context ``{"root": Path}``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+
+EMBEDDED = "embedded"
+NAME_RE = r"^[a-z][a-z0-9_-]{2,62}$"
+
+
+class Strict(BaseModel):
+    """Base for every spec model: unknown keys are an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _root(info: ValidationInfo) -> Path | None:
+    ctx = info.context or {}
+    root = ctx.get("root")
+    return Path(root) if root is not None else None
+
+
+def inside(root: Path, rel: str) -> Path:
+    """Resolve ``rel`` under ``root``; raise ValueError when it escapes."""
+    if not rel or not rel.strip():
+        raise ValueError("the path is empty")
+    if Path(rel).is_absolute():
+        raise ValueError(f"'{rel}' is absolute; write it relative to the domain folder")
+    real_root = root.resolve()
+    target = (root / rel).resolve()
+    if target != real_root and real_root not in target.parents:
+        raise ValueError(f"'{rel}' points outside the domain folder; keep every file inside it")
+    return target
+
+
+def _file(rel: str, info: ValidationInfo) -> str:
+    root = _root(info)
+    if root is not None:
+        target = inside(root, rel)
+        if not target.is_file():
+            raise ValueError(f"file '{rel}' does not exist (looked in {root})")
+    return rel
+
+
+def _file_or_dir(rel: str, info: ValidationInfo) -> str:
+    root = _root(info)
+    if root is not None:
+        target = inside(root, rel)
+        if not target.exists():
+            raise ValueError(f"'{rel}' does not exist (looked in {root})")
+    return rel
+
+
+def _model_file(value: str, info: ValidationInfo) -> str:
+    root = _root(info)
+    if value == EMBEDDED or root is None:
+        return value
+    target = Path(value) if Path(value).is_absolute() else inside(root, value)
+    if not target.exists():
+        raise ValueError(f"model file '{value}' does not exist; give a .gguf path or 'embedded'")
+    return value
+
+
+def _optional_file(rel: str | None, info: ValidationInfo) -> str | None:
+    return None if rel is None else _file(rel, info)
+
+
+def _colour(value: str) -> str:
+    if not re.fullmatch(r"#[0-9a-fA-F]{6}", value):
+        raise ValueError(f"'{value}' is not a colour; write it as #RRGGBB")
+    return value
+
+
+FilePath = Annotated[str, AfterValidator(_file)]
+SourcePath = Annotated[str, AfterValidator(_file_or_dir)]
+ModelPath = Annotated[str, AfterValidator(_model_file)]
+OptionalFile = Annotated[str | None, AfterValidator(_optional_file)]
+Colour = Annotated[str, AfterValidator(_colour)]
+Patterns = Annotated[list[str], Field(min_length=1)]
+
+
+class Persona(Strict):
+    """Who the assistant is."""
+
+    assistant_name: str = Field(min_length=1, description="The name the assistant introduces itself with.")
+    system_prompt_file: FilePath = Field(description="Markdown file with the system prompt, relative to the domain.")
+    greeting: str = Field(min_length=1, description="The first message shown in a new chat.")
+
+
+class Scope(Strict):
+    """What the assistant covers, and how it declines the rest."""
+
+    summary: str = Field(min_length=1, description="One or two sentences on what the assistant helps with.")
+    topics: list[str] = Field(min_length=1, description="Topics in scope, e.g. 'orders', 'returns'.")
+    out_of_scope: list[str] = Field(
+        default_factory=list, description="Example requests or topics that must be refused."
+    )
+    refusal_message: str = Field(min_length=1, description="The answer given to an off-topic request.")
+
+
+class Contact(Strict):
+    """Where a hand-off sends the customer."""
+
+    name: str = Field(min_length=1, description="Team or person the customer is handed to.")
+    email: str | None = Field(default=None, description="Contact e-mail address.")
+    phone: str | None = Field(default=None, description="Contact phone number.")
+    hours: str | None = Field(default=None, description="When the contact is reachable.")
+
+
+class HandoffTrigger(Strict):
+    """One reason to hand the conversation to a person."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Short identifier, e.g. 'human' or 'complaint'.")
+    description: str = Field(min_length=1, description="When this trigger applies, in plain words.")
+    patterns: Patterns = Field(description="Case-insensitive phrases or regular expressions that fire it.")
+
+    @model_validator(mode="after")
+    def _patterns_compile(self) -> HandoffTrigger:
+        _check_patterns(self.patterns)
+        return self
+
+
+class Handoff(Strict):
+    """Hand-off to a human."""
+
+    contact: Contact = Field(description="Who takes over.")
+    message: str = Field(
+        min_length=1, description="Message given on hand-off; {contact} is replaced by the contact details."
+    )
+    triggers: list[HandoffTrigger] = Field(min_length=1, description="What starts a hand-off.")
+
+
+class Rule(Strict):
+    """A hard rule: always in the prompt, and enforced around the model when it has patterns."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Short identifier, e.g. 'emergency'.")
+    instruction: str = Field(min_length=1, description="The rule as told to the model.")
+    patterns: list[str] = Field(
+        default_factory=list,
+        description="Case-insensitive phrases or regular expressions; when one matches, `response` is "
+        "given before anything else.",
+    )
+    response: str | None = Field(default=None, description="Fixed answer when a pattern matches.")
+
+    @model_validator(mode="after")
+    def _response_with_patterns(self) -> Rule:
+        _check_patterns(self.patterns)
+        if self.patterns and not self.response:
+            raise ValueError(f"rule '{self.id}' has patterns but no response; add `response:`")
+        return self
+
+
+class TableSchema(Strict):
+    """What a CSV document must hold."""
+
+    id_column: str = Field(min_length=1, description="Column with each row's unique id (e.g. 'sku').")
+    required_columns: list[str] = Field(default_factory=list, description="Columns that must be present.")
+    numeric_columns: list[str] = Field(
+        default_factory=list, description="Columns whose values must be numbers (e.g. 'price')."
+    )
+    filter_columns: list[str] = Field(
+        default_factory=list, description="Columns stored as metadata for search filters (e.g. 'category')."
+    )
+
+
+class Source(Strict):
+    """A file or folder of documents retrieval serves."""
+
+    path: SourcePath = Field(description="File or folder relative to the domain; folders are read recursively.")
+    table: TableSchema | None = Field(default=None, description="Schema for a CSV file; rows become chunks.")
+
+
+class ServerSettings(Strict):
+    """A chromadb server, for users who outgrow one machine."""
+
+    host: str = Field(description="Host name of the chromadb server.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port of the chromadb server.")
+    ssl: bool = Field(default=False, description="Use HTTPS.")
+
+
+class Retrieval(Strict):
+    """How documents are chunked, embedded, stored and searched."""
+
+    sources: list[Source] = Field(min_length=1, description="Documents retrieval serves.")
+    chunk_size: int = Field(default=900, ge=100, le=8000, description="Target chunk length in characters.")
+    chunk_overlap: int = Field(default=150, ge=0, le=2000, description="Characters shared by neighbouring chunks.")
+    embedding_model: str = Field(
+        default=EMBEDDED,
+        description="'embedded' (all-MiniLM-L6-v2 from its PyPI package), a local folder, or a hub id.",
+    )
+    k: int = Field(default=4, ge=1, le=50, description="Chunks given to the model per question.")
+    bm25_weight: float = Field(default=1.0, ge=0, description="Weight of keyword search in the fusion.")
+    vector_weight: float = Field(default=1.0, ge=0, description="Weight of vector search in the fusion.")
+    rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant.")
+    reranker: str | None = Field(default=None, description="Optional cross-encoder (local folder or hub id).")
+    server: ServerSettings | None = Field(default=None, description="Use a chromadb server instead of a local store.")
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> Retrieval:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("chunk_overlap must be smaller than chunk_size")
+        return self
+
+
+class Sampling(Strict):
+    """Sampling, with llama.cpp's own names."""
+
+    temperature: float = Field(default=0.2, ge=0, le=2, description="Randomness; 0 is greedy.")
+    top_p: float = Field(default=0.9, gt=0, le=1, description="Nucleus sampling mass.")
+    top_k: int = Field(default=40, ge=0, description="Sample from the k most likely tokens (0: all).")
+    repeat_penalty: float = Field(default=1.1, ge=1, le=2, description="Penalty for repeated tokens.")
+    max_tokens: int = Field(default=256, ge=1, le=8192, description="Longest answer in tokens.")
+    seed: int = Field(default=0, description="Random seed; fixed so answers repeat.")
+
+
+class Adapter(Strict):
+    """A LoRA adapter in GGUF."""
+
+    path: ModelPath = Field(description="LoRA adapter .gguf file.")
+    scale: float = Field(default=1.0, ge=0, le=4, description="Adapter strength.")
+
+
+class OpenAIServer(Strict):
+    """An OpenAI-compatible server (llama-server, vLLM, a hosted model) used instead of a local GGUF."""
+
+    base_url: str = Field(pattern=r"^https?://", description="Base URL, e.g. http://127.0.0.1:8080/v1.")
+    model: str = Field(min_length=1, description="Model name the server expects.")
+    api_key_env: str | None = Field(default=None, description="Environment variable holding the API key.")
+
+
+class ModelSettings(Strict):
+    """The language model."""
+
+    gguf: ModelPath = Field(default=EMBEDDED, description="'embedded' (Gemma 3 270M Q4_K_M) or a .gguf path.")
+    adapters: list[Adapter] = Field(default_factory=list, description="LoRA adapters applied at load.")
+    chat_template: Literal["gemma", "chatml", "llama3"] = Field(
+        default="gemma", description="Prompt format; the same one fine-tuning uses."
+    )
+    n_ctx: int = Field(default=4096, ge=512, le=131072, description="Context window in tokens.")
+    n_threads: int | None = Field(default=None, ge=1, description="CPU threads; default: all cores.")
+    n_gpu_layers: int = Field(default=0, ge=-1, description="Layers offloaded to a GPU (-1: all).")
+    sampling: Sampling = Field(default_factory=Sampling, description="Sampling settings.")
+    server: OpenAIServer | None = Field(default=None, description="Use an OpenAI-compatible server instead.")
+
+
+class Training(Strict):
+    """Fine-tuning data and settings."""
+
+    conversations: list[FilePath] = Field(min_length=1, description="Conversation JSONL files to train on.")
+    preset: str = Field(default="cpu-270m", description="Fine-tune preset name (see `kit finetune --help`).")
+    validation_fraction: float = Field(default=0.1, ge=0, lt=0.5, description="Share held out for val loss.")
+    base_model: str | None = Field(default=None, description="Base model to tune; default: the preset's.")
+    license_file: OptionalFile = Field(default=None, description="Licence of a user-supplied base model.")
+
+
+class Thresholds(Strict):
+    """Eval gate: the lowest (or, for rates to minimise, highest) acceptable values."""
+
+    answer_correctness: float = Field(default=0.5, ge=0, le=1, description="Minimum share of correct answers.")
+    citation_correctness: float = Field(default=0.5, ge=0, le=1, description="Minimum share citing the right source.")
+    groundedness: float = Field(default=0.8, ge=0, le=1, description="Minimum share with no invented facts.")
+    refusal_rate: float = Field(default=0.8, ge=0, le=1, description="Minimum share of must-refuse items refused.")
+    false_refusal_rate: float = Field(default=0.1, ge=0, le=1, description="Maximum share of in-domain refusals.")
+    handoff_accuracy: float = Field(default=0.8, ge=0, le=1, description="Minimum share of hand-offs done right.")
+    recall_at_k: float = Field(default=0.9, ge=0, le=1, description="Minimum retrieval recall@k.")
+
+
+class Evaluation(Strict):
+    """The eval set and the ship gate."""
+
+    set: FilePath = Field(description="Eval JSONL file.")
+    thresholds: Thresholds = Field(default_factory=Thresholds, description="Gate thresholds.")
+    price_per_hour: float = Field(default=0.05, ge=0, description="Hardware price per hour for cost estimates.")
+
+
+class Branding(Strict):
+    """How the chat UI looks."""
+
+    title: str = Field(min_length=1, description="Title shown at the top of the chat.")
+    description: str = Field(default="", description="Line under the title.")
+    primary_color: Colour = Field(default="#2563eb", description="Main colour, #RRGGBB.")
+    secondary_color: Colour = Field(default="#f1f5f9", description="Background accent, #RRGGBB.")
+    example_questions: list[str] = Field(default_factory=list, description="Clickable example questions.")
+
+
+class DomainSpec(Strict):
+    """A whole domain: everything that differs between one assistant and another."""
+
+    name: str = Field(pattern=NAME_RE, description="Identifier: lowercase letters, digits, '-' and '_'.")
+    display_name: str = Field(min_length=1, description="Business name as customers see it.")
+    persona: Persona = Field(description="Who the assistant is.")
+    scope: Scope = Field(description="What it covers and how it refuses the rest.")
+    handoff: Handoff = Field(description="When and to whom it hands over.")
+    rules: list[Rule] = Field(default_factory=list, description="Hard rules, enforced around the model.")
+    retrieval: Retrieval = Field(description="Documents and search settings.")
+    model: ModelSettings = Field(default_factory=ModelSettings, description="The language model.")
+    training: Training = Field(description="Fine-tuning data and settings.")
+    eval: Evaluation = Field(description="Eval set and gate.")
+    ui: Branding = Field(description="Chat UI branding.")
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> DomainSpec:
+        for kind, ids in (("rule", [r.id for r in self.rules]), ("trigger", [t.id for t in self.handoff.triggers])):
+            dupes = sorted({i for i in ids if ids.count(i) > 1})
+            if dupes:
+                raise ValueError(f"duplicate {kind} id(s): {', '.join(dupes)}")
+        return self
+
+
+def _check_patterns(patterns: list[str]) -> None:
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {exc}") from None
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of domain.yaml, for editors and data_templates/."""
+    return DomainSpec.model_json_schema()
