@@ -97,3 +97,15 @@ class FaqEntry(Record):
     category: str | None = Field(default=None, description="Optional category for filters.")
 
     _not_blank = field_validator("question", "answer")(_not_blank)
+
+
+class CatalogueRow(Record):
+    """One row of a product catalogue CSV (the retail template's columns; other tables declare their own)."""
+
+    sku: str = Field(min_length=1, description="Unique product id, e.g. NW-TNT-0042.")
+    name: str = Field(min_length=1, description="Product name as customers see it.")
+    category: str = Field(min_length=1, description="Category, stored as a search filter.")
+    price: float = Field(ge=0, description="Price as a plain number, no currency sign (e.g. 149.00).")
+    stock: int = Field(ge=0, description="Units in stock; 0 means out of stock.")
+    specs: str = Field(description="Key specifications as 'key: value; key: value'.")
+    warranty: str = Field(description="Warranty period, e.g. '2 years'.")

@@ -1,0 +1,39 @@
+# Set-up is two commands: `make chat` and `make test`. Both create .venv when missing.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+KIT     := $(VENV)/bin/kit
+STAMP   := $(VENV)/.kit-installed
+DOMAIN  ?= domains/retail
+export GRADIO_ANALYTICS_ENABLED := False
+export ANONYMIZED_TELEMETRY := False
+export HF_HUB_OFFLINE := 1
+
+.PHONY: install prepare chat test test-slow lint
+
+$(PY):
+	python3 -m venv $(VENV)
+
+# torch first and pinned: anything else lets pip pick a multi-GB CUDA build.
+$(STAMP): pyproject.toml constraints.txt | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+prepare: install
+	$(KIT) prepare
+
+chat: prepare
+	$(KIT) validate $(DOMAIN)
+
+test: prepare
+	$(PY) -m pytest
+
+test-slow: prepare
+	$(PY) -m pytest -m slow
+
+lint: install
+	$(VENV)/bin/ruff check kit tests bench
+	$(VENV)/bin/ruff format --check kit tests bench

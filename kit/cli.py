@@ -1,0 +1,86 @@
+"""The `kit` command line. One module per verb in kit/commands/; heavy imports stay inside them.
+
+User mistakes end as one line, ``error: <what> — <what to do next>``, and a non-zero exit.
+``kit --debug <verb>`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from kit import __version__
+from kit.errors import KitError, ValidationFailed
+
+# verb -> (module under kit.commands, one-line help); modules are imported only when the verb runs.
+VERBS: dict[str, tuple[str, str]] = {
+    "new": ("new", "Copy a template into a new domain folder."),
+    "validate": ("validate", "Check a domain's spec and every file it names."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose verbs are imported only when used, so `kit --help` stays fast."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(VERBS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in VERBS:
+            return None
+        module = importlib.import_module(f"kit.commands.{VERBS[name][0]}")
+        command: click.Command = module.command
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, text) for name, (_, text) in VERBS.items()])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kit")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Build a private chat assistant for a business from its own documents.
+
+    \b
+    Examples:
+      kit new retail my-shop           copy the retail template
+      kit validate my-shop             check every file, list all problems
+    """
+    ctx.obj = {"debug": debug}
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning KitError into one clear line."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    debug = "--debug" in sys.argv[1:3]
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except KitError as exc:
+        if debug:
+            raise
+        report(exc)
+        sys.exit(1)
+
+
+def report(exc: KitError) -> None:
+    """Print a KitError (and, for a failed validation, every problem) to stderr."""
+    if isinstance(exc, ValidationFailed):
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+    click.echo(f"error: {exc}", err=True)
