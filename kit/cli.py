@@ -19,6 +19,12 @@ from kit.errors import KitError, ValidationFailed
 VERBS: dict[str, tuple[str, str]] = {
     "new": ("new", "Copy a template into a new domain folder."),
     "validate": ("validate", "Check a domain's spec and every file it names."),
+    "index": ("index", "Index a domain's documents for search (incremental)."),
+    "search": ("search", "Show what retrieval finds for a question."),
+    "prepare": ("prepare", "Assemble the embedded model and load the embedding model once."),
+    "ask": ("ask", "Answer one question with its sources (--json for timings)."),
+    "chat": ("chat", "Chat with a domain's assistant in the browser (or --terminal)."),
+    "serve": ("serve", "Serve the chat UI and an OpenAI-compatible API on one port."),
 }
 
 

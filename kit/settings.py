@@ -194,6 +194,7 @@ class Retrieval(Strict):
     sources: list[Source] = Field(min_length=1, description="Documents retrieval serves.")
     chunk_size: int = Field(default=900, ge=100, le=8000, description="Target chunk length in characters.")
     chunk_overlap: int = Field(default=150, ge=0, le=2000, description="Characters shared by neighbouring chunks.")
+    max_file_mb: int = Field(default=20, ge=1, le=1024, description="Larger files are skipped with a warning.")
     embedding_model: str = Field(
         default=EMBEDDED,
         description="'embedded' (all-MiniLM-L6-v2 from its PyPI package), a local folder, or a hub id.",

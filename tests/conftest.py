@@ -52,7 +52,7 @@ def run_kit(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch)
 def example_copy(tmp_path: Path) -> Path:
     """A fresh copy of the minimal example domain, to break."""
     dest = tmp_path / "example"
-    shutil.copytree(EXAMPLE, dest)
+    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns("build"))
     return dest
 
 

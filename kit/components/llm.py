@@ -1,0 +1,221 @@
+"""The language model: ONE place builds it, from ``ModelSettings`` with llama.cpp's own names.
+
+Two engines share one interface (``Engine``): ``LlamaEngine`` runs a GGUF in-process with
+llama-cpp-python; ``ServerEngine`` talks to any OpenAI-compatible server (llama-server, vLLM).
+Both take a message list and stream text. ``LlamaEngine`` renders it with the domain's chat
+template; llama-cpp-python keeps the KV cache of the longest unchanged token prefix between calls,
+so a follow-up turn whose prompt starts with the previous one only evaluates the new tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from kit.components.chat_template import ChatMessage, ChatTemplate, get_template
+from kit.components.models import check_gguf, embedded_gguf
+from kit.errors import KitError, ModelError
+from kit.settings import EMBEDDED, ModelSettings, Sampling
+
+SERVER_TIMEOUT_S = 120.0
+
+
+class ContextOverflow(ModelError):
+    """The prompt does not fit in the model's context."""
+
+
+class Engine(Protocol):
+    """What the chat service needs from a model."""
+
+    name: str
+    n_ctx: int
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        """Tokens the rendered prompt of ``messages`` takes."""
+        ...
+
+    def stream(self, messages: Sequence[ChatMessage], max_tokens: int | None = None) -> Iterator[str]:
+        """The assistant's answer to ``messages``, piece by piece."""
+        ...
+
+
+def build_engine(settings: ModelSettings, root: Path | None = None) -> Engine:
+    """The engine ``settings`` describe; ``root`` resolves relative model paths (the domain folder)."""
+    if settings.server is not None:
+        return ServerEngine(settings)
+    return LlamaEngine(settings, root or Path.cwd())
+
+
+def model_path(value: str, root: Path) -> Path:
+    """The GGUF a spec value names: 'embedded', an absolute path, or one relative to the domain."""
+    if value == EMBEDDED:
+        return embedded_gguf()
+    path = Path(value)
+    return path if path.is_absolute() else root / path
+
+
+def overflow(used: int, n_ctx: int) -> ContextOverflow:
+    """The plain-sentence error for a prompt that does not fit."""
+    return ContextOverflow(
+        f"the conversation is longer than the model's context: {used} tokens, the limit is {n_ctx}",
+        "start a new chat, ask a shorter question, or raise model.n_ctx in domain.yaml",
+    )
+
+
+class LlamaEngine:
+    """A GGUF model run in-process by llama-cpp-python. Calls are serialised: one context, one caller."""
+
+    def __init__(self, settings: ModelSettings, root: Path) -> None:
+        self.settings = settings
+        self.template: ChatTemplate = get_template(settings.chat_template)
+        self.path = model_path(settings.gguf, root)
+        self.name = self.path.stem if settings.gguf != EMBEDDED else "gemma-3-270m (embedded)"
+        self.n_ctx = settings.n_ctx
+        self.lock = threading.Lock()
+        self.llm = _load_llama(settings, self.path, [model_path(a.path, root) for a in settings.adapters])
+
+    def tokens(self, text: str) -> list[int]:
+        """Token ids of a rendered prompt (special tokens parsed, BOS added as at generation)."""
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        return len(self.tokens(self.template.render(messages)))
+
+    def stream(self, messages: Sequence[ChatMessage], max_tokens: int | None = None) -> Iterator[str]:
+        return self.stream_prompt(self.template.render(messages), max_tokens)
+
+    def stream_prompt(self, prompt: str, max_tokens: int | None = None) -> Iterator[str]:
+        """Stream a completion of an already rendered prompt, stopping at the template's stop strings."""
+        used = len(self.tokens(prompt))
+        if used >= self.n_ctx:
+            raise overflow(used, self.n_ctx)
+        limit = min(max_tokens or self.settings.sampling.max_tokens, self.n_ctx - used)
+        return self._generate(prompt, limit)
+
+    def _generate(self, prompt: str, max_tokens: int) -> Iterator[str]:
+        s = self.settings.sampling
+        with self.lock:
+            self.llm.set_seed(s.seed)
+            pieces = self.llm.create_completion(
+                prompt, max_tokens=max_tokens, stop=list(self.template.stop), stream=True, **_sampling(s)
+            )
+            for piece in pieces:
+                text = piece["choices"][0]["text"]  # type: ignore[index]
+                if text:
+                    yield text
+
+
+def _sampling(s: Sampling) -> dict[str, Any]:
+    return {"temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k, "repeat_penalty": s.repeat_penalty}
+
+
+def _load_llama(settings: ModelSettings, path: Path, adapters: list[Path]) -> Any:
+    """Build the ``llama_cpp.Llama``; a missing or corrupt file is a ModelError, found before llama.cpp."""
+    for p in (path, *adapters):
+        check_gguf(p)
+    import llama_cpp
+
+    try:
+        llm = llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=settings.n_ctx,
+            n_threads=settings.n_threads or os.cpu_count() or 1,
+            n_gpu_layers=settings.n_gpu_layers,
+            seed=settings.sampling.seed,
+            use_mmap=not adapters,  # as llama-cpp-python does for its own lora_path
+            verbose=False,
+        )
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(
+            f"llama.cpp could not load {path}: {exc}", "check the file is a complete GGUF model"
+        ) from None
+    if adapters:
+        _attach_adapters(llm, adapters, [a.scale for a in settings.adapters])
+    return llm
+
+
+def _attach_adapters(llm: Any, paths: list[Path], scales: list[float]) -> None:
+    """Load each LoRA GGUF and set them all on the context (llama-cpp-python's own option takes one)."""
+    import ctypes
+
+    import llama_cpp
+
+    handles = []
+    for p in paths:
+        handle = llama_cpp.llama_adapter_lora_init(llm.model, str(p).encode("utf-8"))
+        if not handle:
+            raise ModelError(f"LoRA adapter {p} could not be loaded", "export it again with `kit export`")
+        handles.append(handle)
+        llm._stack.callback(llama_cpp.llama_adapter_lora_free, handle)
+    arr = (llama_cpp.llama_adapter_lora_p_ctypes * len(handles))(*handles)
+    weights = (ctypes.c_float * len(scales))(*scales)
+    if llama_cpp.llama_set_adapters_lora(llm.ctx, arr, len(handles), weights):
+        raise ModelError(f"LoRA adapters {', '.join(map(str, paths))} do not fit this model", "check the base model")
+
+
+class ServerEngine:
+    """An OpenAI-compatible server's ``/chat/completions``, streamed; the server applies its own template."""
+
+    def __init__(self, settings: ModelSettings) -> None:
+        assert settings.server is not None
+        self.settings = settings
+        self.server = settings.server
+        self.name = settings.server.model
+        self.n_ctx = settings.n_ctx
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        # The server's tokenizer is out of reach; ~3.5 characters a token errs on the safe side.
+        return sum(len(m["content"]) * 2 // 7 + 4 for m in messages) + 2
+
+    def stream(self, messages: Sequence[ChatMessage], max_tokens: int | None = None) -> Iterator[str]:
+        s = self.settings.sampling
+        body = {
+            "model": self.server.model,
+            "messages": [dict(m) for m in messages],
+            "stream": True,
+            "max_tokens": max_tokens or s.max_tokens,
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "seed": s.seed,
+        }
+        return self._post(body)
+
+    def _headers(self) -> dict[str, str]:
+        key = os.environ.get(self.server.api_key_env) if self.server.api_key_env else None
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def _post(self, body: dict[str, Any]) -> Iterator[str]:
+        import httpx
+
+        url = self.server.base_url.rstrip("/") + "/chat/completions"
+        try:
+            with httpx.stream("POST", url, json=body, headers=self._headers(), timeout=SERVER_TIMEOUT_S) as resp:
+                if resp.status_code != 200:
+                    resp.read()
+                    raise ModelError(f"the model server at {url} answered {resp.status_code}: {resp.text[:200]}")
+                yield from _sse_text(resp.iter_lines())
+        except httpx.HTTPError as exc:
+            raise ModelError(
+                f"the model server at {url} did not answer: {exc}", "check model.server.base_url and that it runs"
+            ) from None
+
+
+def _sse_text(lines: Iterator[str]) -> Iterator[str]:
+    """The content deltas of an OpenAI server-sent event stream."""
+    for line in lines:
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        event = json.loads(data)
+        if "error" in event:
+            raise KitError(f"the model server reported: {event['error']}")
+        for choice in event.get("choices", []):
+            text = (choice.get("delta") or {}).get("content")
+            if text:
+                yield text

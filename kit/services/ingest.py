@@ -1,0 +1,157 @@
+"""Index a domain's documents incrementally.
+
+Chunk ids are hashes of source and content, so a re-run embeds only new or changed chunks, removes
+those of changed or deleted files, and leaves the rest alone. New chunks are stored before stale ones
+are deleted and the manifest (what keyword search and `kit search` read) is replaced atomically last:
+an interrupted run leaves the previous index usable, and the next run completes it without
+duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from kit.chunk import Chunk
+from kit.domain import Domain, document_files
+from kit.errors import KitError
+from kit.services.loaders import Document, Skip, load
+
+MANIFEST = "manifest.json"
+EMBED_BATCH = 256
+
+
+@dataclass
+class IndexReport:
+    """What one `kit index` run did."""
+
+    files: int = 0
+    chunks: int = 0
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def collection_name(domain: Domain) -> str:
+    """The chromadb collection for a domain (3–512 characters)."""
+    return f"kit-{domain.name}"
+
+
+def manifest_path(domain: Domain) -> Path:
+    """Where the index's list of chunks lives."""
+    return domain.build_dir / MANIFEST
+
+
+def read_manifest(domain: Domain) -> dict | None:
+    """The last completed index's manifest, or None."""
+    path = manifest_path(domain)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def collect(domain: Domain) -> tuple[list[Chunk], int, list[tuple[str, str]]]:
+    """Every chunk of every document, the number of files read, and the files skipped with reasons."""
+    chunks: dict[str, Chunk] = {}
+    skipped: list[tuple[str, str]] = []
+    files = document_files(domain)
+    for path, source in files:
+        rel = domain.rel(path) if not path.is_symlink() else _link_rel(domain, path)
+        try:
+            for chunk in load(Document(path, rel, source.table), domain.spec.retrieval, domain.root):
+                chunks.setdefault(chunk.id, chunk)
+        except Skip as reason:
+            skipped.append((rel, str(reason)))
+        except OSError as exc:
+            skipped.append((rel, f"cannot be read: {exc.strerror or exc}"))
+    return list(chunks.values()), len(files) - len(skipped), skipped
+
+
+def _link_rel(domain: Domain, path: Path) -> str:
+    return path.relative_to(domain.root).as_posix() if path.is_relative_to(domain.root) else str(path)
+
+
+def open_store(domain: Domain):  # noqa: ANN201  (returns VectorStore; imported lazily)
+    """The domain's vector store: local in its build folder, or the configured server."""
+    from kit.components.vector_store import VectorStore
+
+    return VectorStore(domain.build_dir / "chroma", collection_name(domain), domain.spec.retrieval.server)
+
+
+def index_domain(domain: Domain, progress: bool = True) -> IndexReport:
+    """Bring the domain's index up to date with its documents."""
+    from kit.components.embedding import Embedder
+
+    started = time.perf_counter()
+    chunks, files, skipped = collect(domain)
+    report = IndexReport(files=files, chunks=len(chunks), skipped=skipped)
+    model = domain.spec.retrieval.embedding_model
+    previous = read_manifest(domain)
+    store = _fresh_store(domain, previous, model)
+    existing = store.ids()
+    new = [c for c in chunks if c.id not in existing]
+    stale = existing - {c.id for c in chunks}
+    _count(report, new, stale, previous, existing)
+    if new:
+        _embed_and_store(store, Embedder(model), new, progress)
+    if stale:
+        store.delete(sorted(stale))
+    write_manifest(domain, chunks, model)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _fresh_store(domain: Domain, previous: dict | None, model: str):  # noqa: ANN202
+    store = open_store(domain)
+    if previous is not None and previous.get("embedding_model") != model:
+        store.client.delete_collection(collection_name(domain))
+        store = open_store(domain)
+    return store
+
+
+def _count(report: IndexReport, new: list[Chunk], stale: set[str], previous: dict | None, existing: set[str]) -> None:
+    old_places = {_place(c) for c in (previous or {}).get("chunks", []) if c["id"] in stale}
+    report.updated = sum(_place(asdict(c)) in old_places for c in new)
+    report.added = len(new) - report.updated
+    report.removed = len(stale) - min(report.updated, len(stale))
+    report.unchanged = report.chunks - len(new)
+
+
+def _place(chunk: dict) -> tuple[str, str]:
+    return chunk["source"], chunk["title"]
+
+
+def _embed_and_store(store, embedder, chunks: list[Chunk], progress: bool) -> None:  # noqa: ANN001
+    from tqdm import tqdm
+
+    with tqdm(total=len(chunks), desc="embedding", unit="chunk", disable=not progress, file=sys.stderr) as bar:
+        for start in range(0, len(chunks), EMBED_BATCH):
+            part = chunks[start : start + EMBED_BATCH]
+            store.add(part, embedder.embed([c.text for c in part]))
+            bar.update(len(part))
+
+
+def write_manifest(domain: Domain, chunks: Iterable[Chunk], model: str) -> None:
+    """Replace the manifest atomically (write a temporary file, then rename)."""
+    path = manifest_path(domain)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [{"id": c.id, **{k: v for k, v in asdict(c).items() if k not in ("score", "similarity")}} for c in chunks]
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps({"embedding_model": model, "chunks": rows}, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise KitError(f"cannot write the index manifest {path}: {exc.strerror or exc}",
+                       "free some disk space or check permissions, then run `kit index` again") from None

@@ -1,0 +1,121 @@
+"""The chat UI: Gradio Blocks over the chat and feedback services only.
+
+Per browser session it keeps the conversation id, the history as the model saw it (for KV-cache
+reuse) and the stored turn id of each answer (for thumbs up/down).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import gradio as gr
+
+from kit.components.chat_template import ChatMessage
+from kit.errors import KitError
+from kit.services.chat import ChatService, Reply
+from kit.services.feedback import FeedbackStore, new_conversation
+
+QUEUE_MAX = 64  # waiting requests beyond this are refused at once rather than piling up
+WORKERS = 4  # the model itself runs one answer at a time; workers keep fixed replies and the UI responsive
+
+
+def sources_markdown(reply: Reply) -> str:
+    """The answer's sources as a Markdown list, cited ones marked."""
+    if not reply.sources:
+        return f"_No sources: {reply.kind} reply from the domain's guardrails._" if reply.kind != "answer" else ""
+    cited = set(reply.cited)
+    lines = [f"- {'**' if s.n in cited else ''}{s.label()}{'**' if s.n in cited else ''}" for s in reply.sources]
+    return "**Sources**\n\n" + "\n".join(lines)
+
+
+def status_markdown(reply: Reply) -> str:
+    """Model name and latency of the last answer."""
+    if reply.total_s is None:
+        return f"Model: `{reply.model}` · answering…"
+    return f"Model: `{reply.model}` · answer in {reply.total_s:.2f} s (first token {reply.ttft_s or 0:.2f} s)"
+
+
+class ChatUI:
+    """Callbacks of the Blocks app, bound to one chat service and feedback store."""
+
+    def __init__(self, service: ChatService, store: FeedbackStore) -> None:
+        self.service = service
+        self.store = store
+
+    def respond(
+        self, message: str, chat: list[dict[str, Any]], history: list[ChatMessage], conv: str, turns: dict[str, int]
+    ) -> Iterator[tuple[Any, ...]]:
+        """Stream one answer into the chat; then store it and show its sources and latency."""
+        if not message.strip():
+            yield "", chat, gr.skip(), gr.skip(), history, conv, turns
+            return
+        conv = conv or new_conversation()
+        chat = [*chat, {"role": "user", "content": message}, {"role": "assistant", "content": ""}]
+        try:
+            reply = self.service.ask(message, history)
+        except KitError as exc:  # e.g. a message longer than the model's context: say so in the chat
+            chat[-1] = {"role": "assistant", "content": f"⚠️ {exc}"}
+            yield "", chat, "", gr.skip(), history, conv, turns
+            return
+        sources = sources_markdown(reply)
+        for piece in reply:
+            chat[-1] = {"role": "assistant", "content": chat[-1]["content"] + piece}
+            yield "", chat, sources, status_markdown(reply), history, conv, turns
+        turns = {**turns, str(len(chat) - 1): self.store.record(conv, reply)}
+        history = [*history, *reply.history()]
+        yield "", chat, sources_markdown(reply), status_markdown(reply), history, conv, turns
+
+    def like(self, turns: dict[str, int], data: gr.LikeData) -> None:
+        """Store a thumbs up/down for the answer it was given on."""
+        index = data.index[0] if isinstance(data.index, list | tuple) else data.index
+        turn = turns.get(str(index))
+        if turn is not None:
+            self.store.rate(turn, bool(data.liked))
+
+    def new_chat(self) -> tuple[Any, ...]:
+        return self.greeting(), "", "", [], new_conversation(), {}
+
+    def greeting(self) -> list[dict[str, Any]]:
+        return [{"role": "assistant", "content": self.service.greeting()}]
+
+
+def theme(primary: str, secondary: str) -> gr.themes.Base:
+    """A theme in the domain's colours."""
+    return gr.themes.Soft().set(
+        button_primary_background_fill=primary,
+        button_primary_background_fill_hover=primary,
+        button_primary_text_color="#ffffff",
+        background_fill_secondary=secondary,
+        color_accent=primary,
+    )
+
+
+def build_app(service: ChatService, store: FeedbackStore) -> gr.Blocks:
+    """The Blocks app for a domain."""
+    ui, brand = ChatUI(service, store), service.domain.spec.ui
+    with gr.Blocks(title=brand.title, analytics_enabled=False) as app:
+        gr.Markdown(f"# {brand.title}\n{brand.description}")
+        history, conv, turns = gr.State([]), gr.State(new_conversation), gr.State({})
+        with gr.Row():
+            with gr.Column(scale=3):
+                chat = gr.Chatbot(ui.greeting(), label=service.domain.spec.persona.assistant_name, height=480)
+                box = gr.Textbox(placeholder="Ask a question…", show_label=False, submit_btn=True)
+                new = gr.Button("New chat", variant="secondary")
+                if brand.example_questions:
+                    gr.Examples(brand.example_questions, inputs=box, label="Try asking")
+            with gr.Column(scale=2):
+                status = gr.Markdown(f"Model: `{service.engine.name}`", elem_id="kit-status")
+                sources = gr.Markdown("", elem_id="kit-sources")
+        outputs = [box, chat, sources, status, history, conv, turns]
+        box.submit(ui.respond, [box, chat, history, conv, turns], outputs, api_name="chat")
+        chat.like(ui.like, [turns], None)
+        new.click(ui.new_chat, None, [chat, sources, box, history, conv, turns], api_name="new_chat")
+    return app.queue(max_size=QUEUE_MAX, default_concurrency_limit=WORKERS)
+
+
+def launch_kwargs(service: ChatService) -> dict[str, Any]:
+    """Theme and CSS for launch() or mount_gradio_app() (Gradio 6 takes them there)."""
+    brand = service.domain.spec.ui
+    css = f"#kit-sources {{ background: {brand.secondary_color}; padding: 0.5rem; border-radius: 8px; }}"
+    return {"theme": theme(brand.primary_color, brand.secondary_color), "css": css}
