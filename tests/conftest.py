@@ -12,6 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "data_templates" / "example"
 TEMPLATES = ("retail", "clinic", "travel")
+# The assistant runtime's fixtures (real model, indexed domain copies, servers on free ports).
+pytest_plugins = ["runtime_fixtures"]
 
 
 @dataclass

@@ -38,8 +38,10 @@ class Engine(Protocol):
         """Tokens the rendered prompt of ``messages`` takes."""
         ...
 
-    def stream(self, messages: Sequence[ChatMessage], max_tokens: int | None = None) -> Iterator[str]:
-        """The assistant's answer to ``messages``, piece by piece."""
+    def stream(
+        self, messages: Sequence[ChatMessage], max_tokens: int | None = None, stop: Sequence[str] = ()
+    ) -> Iterator[str]:
+        """The assistant's answer to ``messages``, piece by piece, ending before any of ``stop``."""
         ...
 
 
@@ -85,24 +87,24 @@ class LlamaEngine:
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
         return len(self.tokens(self.template.render(messages)))
 
-    def stream(self, messages: Sequence[ChatMessage], max_tokens: int | None = None) -> Iterator[str]:
-        return self.stream_prompt(self.template.render(messages), max_tokens)
+    def stream(
+        self, messages: Sequence[ChatMessage], max_tokens: int | None = None, stop: Sequence[str] = ()
+    ) -> Iterator[str]:
+        return self.stream_prompt(self.template.render(messages), max_tokens, stop)
 
-    def stream_prompt(self, prompt: str, max_tokens: int | None = None) -> Iterator[str]:
+    def stream_prompt(self, prompt: str, max_tokens: int | None = None, stop: Sequence[str] = ()) -> Iterator[str]:
         """Stream a completion of an already rendered prompt, stopping at the template's stop strings."""
         used = len(self.tokens(prompt))
         if used >= self.n_ctx:
             raise overflow(used, self.n_ctx)
         limit = min(max_tokens or self.settings.sampling.max_tokens, self.n_ctx - used)
-        return self._generate(prompt, limit)
+        return self._generate(prompt, limit, [*self.template.stop, *stop])
 
-    def _generate(self, prompt: str, max_tokens: int) -> Iterator[str]:
+    def _generate(self, prompt: str, max_tokens: int, stop: list[str]) -> Iterator[str]:
         s = self.settings.sampling
         with self.lock:
             self.llm.set_seed(s.seed)
-            pieces = self.llm.create_completion(
-                prompt, max_tokens=max_tokens, stop=list(self.template.stop), stream=True, **_sampling(s)
-            )
+            pieces = self.llm.create_completion(prompt, max_tokens=max_tokens, stop=stop, stream=True, **_sampling(s))
             for piece in pieces:
                 text = piece["choices"][0]["text"]  # type: ignore[index]
                 if text:
@@ -130,9 +132,7 @@ def _load_llama(settings: ModelSettings, path: Path, adapters: list[Path]) -> An
             verbose=False,
         )
     except (ValueError, RuntimeError) as exc:
-        raise ModelError(
-            f"llama.cpp could not load {path}: {exc}", "check the file is a complete GGUF model"
-        ) from None
+        raise ModelError(f"llama.cpp could not load {path}: {exc}", "check the file is a complete GGUF model") from None
     if adapters:
         _attach_adapters(llm, adapters, [a.scale for a in settings.adapters])
     return llm
@@ -171,7 +171,9 @@ class ServerEngine:
         # The server's tokenizer is out of reach; ~3.5 characters a token errs on the safe side.
         return sum(len(m["content"]) * 2 // 7 + 4 for m in messages) + 2
 
-    def stream(self, messages: Sequence[ChatMessage], max_tokens: int | None = None) -> Iterator[str]:
+    def stream(
+        self, messages: Sequence[ChatMessage], max_tokens: int | None = None, stop: Sequence[str] = ()
+    ) -> Iterator[str]:
         s = self.settings.sampling
         body = {
             "model": self.server.model,
@@ -181,6 +183,7 @@ class ServerEngine:
             "temperature": s.temperature,
             "top_p": s.top_p,
             "seed": s.seed,
+            **({"stop": list(stop)[:4]} if stop else {}),  # OpenAI accepts at most four
         }
         return self._post(body)
 

@@ -1,0 +1,110 @@
+"""Fixtures for the assistant runtime: the real embedded GGUF, indexed domain copies, a real server on a free port.
+
+Registered from conftest.py with ``pytest_plugins``. Answers are kept short (max_tokens) so the real
+270M model answers in about a second on two cores.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+# Read before any test moves HOME: models assemble once per machine, not once per test.
+os.environ.setdefault("KIT_CACHE", str(Path.home() / ".cache" / "kit" / "models"))
+SHORT = 24  # tokens per answer in tests
+
+
+def tune_domain(root: Path, **model: Any) -> Path:
+    """Rewrite a domain copy's model settings (short answers, a given n_ctx, a server...)."""
+    spec_file = root / "domain.yaml"
+    spec = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
+    sampling = {**spec.get("model", {}).get("sampling", {}), "max_tokens": SHORT, "temperature": 0.0}
+    spec["model"] = {**spec.get("model", {}), "sampling": sampling, **model}
+    spec_file.write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return root
+
+
+def indexed_copy(source: Path, dest: Path, **model: Any) -> Path:
+    """A copy of a domain, tuned and indexed."""
+    from kit.domain import load_domain
+    from kit.services.ingest import index_domain
+
+    shutil.copytree(source, dest, ignore=shutil.ignore_patterns("build"))
+    tune_domain(dest, **model)
+    index_domain(load_domain(dest), progress=False)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def engine() -> Any:
+    """The embedded Gemma 3 270M in llama.cpp, loaded once."""
+    from kit.components.llm import LlamaEngine
+    from kit.settings import ModelSettings, Sampling
+
+    return LlamaEngine(ModelSettings(n_ctx=2048, sampling=Sampling(max_tokens=SHORT, temperature=0.0)), ROOT)
+
+
+@pytest.fixture(scope="session")
+def example_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The minimal example domain, indexed, with short answers."""
+    return indexed_copy(ROOT / "data_templates" / "example", tmp_path_factory.mktemp("rt") / "example")
+
+
+@pytest.fixture(scope="session")
+def example_service(example_dir: Path, engine: Any) -> Any:
+    """The example domain's chat service on the shared engine."""
+    from kit.domain import load_domain
+    from kit.services.chat import ChatService
+
+    return ChatService.open(load_domain(example_dir), engine=engine)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Served:
+    url: str
+    service: Any
+    api_key: str | None
+
+
+def serve(app: Any) -> Iterator[str]:
+    """Run ``app`` with uvicorn on a free port in a thread; yield its base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the test server did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def served(example_service: Any) -> Iterator[Served]:
+    """`kit serve`'s app (UI at /, API at /v1) for the example domain on a free port, with an API key."""
+    from kit.server import build_server
+
+    key = "test-key"
+    for url in serve(build_server(example_service, api_key=key)):
+        yield Served(url, example_service, key)

@@ -1,0 +1,87 @@
+"""The engine on the real embedded Gemma 3 270M in llama.cpp: loading, streaming, stops, KV reuse, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kit.components.llm import ContextOverflow, LlamaEngine, build_engine
+from kit.components.models import EMBEDDED_NAME, embedded_gguf
+from kit.errors import ModelError
+from kit.settings import ModelSettings
+
+QUESTION = [{"role": "system", "content": "You answer briefly."}, {"role": "user", "content": "Name a colour."}]
+
+
+def test_embedded_model_is_assembled_once_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KIT_CACHE", str(tmp_path))
+    (tmp_path / EMBEDDED_NAME).write_bytes(b"not a model")  # a broken earlier run is replaced
+    path = embedded_gguf()
+    assert path == tmp_path / EMBEDDED_NAME
+    assert path.read_bytes()[:4] == b"GGUF"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [EMBEDDED_NAME]  # no temp files left
+    mtime = path.stat().st_mtime_ns
+    assert embedded_gguf() == path and path.stat().st_mtime_ns == mtime  # second call: no re-assembly
+
+
+def test_engine_streams_an_answer_in_pieces(engine: LlamaEngine) -> None:
+    pieces = list(engine.stream(QUESTION, max_tokens=8))
+    assert len(pieces) >= 2
+    assert "".join(pieces).strip()
+    assert not any(stop in "".join(pieces) for stop in engine.template.stop)
+
+
+def test_engine_stops_at_a_stop_string(engine: LlamaEngine) -> None:
+    prompt = engine.template.render([{"role": "user", "content": "Count: 1, 2, 3, 4, 5, 6"}]) + "7, 8,"
+    text = "".join(engine.stream_prompt(prompt, max_tokens=24, stop=[","]))
+    assert "," not in text
+
+
+def count_evaluated(engine: LlamaEngine, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record how many tokens llama.cpp evaluates on each eval call."""
+    evaluated: list[int] = []
+    original = engine.llm.eval
+
+    def spy(tokens: list[int]) -> None:
+        evaluated.append(len(tokens))
+        original(tokens)
+
+    monkeypatch.setattr(engine.llm, "eval", spy)
+    return evaluated
+
+
+def test_follow_up_turn_reuses_the_kv_cache_of_the_unchanged_prefix(engine: LlamaEngine, monkeypatch) -> None:
+    evaluated = count_evaluated(engine, monkeypatch)
+    system = {"role": "system", "content": "You are a helpful shop assistant. " * 40}
+    first = [system, {"role": "user", "content": "Do you sell tents?"}]
+    answer = "".join(engine.stream(first, max_tokens=6))
+    cold = sum(evaluated)
+    evaluated.clear()
+    follow = [*first, {"role": "assistant", "content": answer}, {"role": "user", "content": "And stoves?"}]
+    "".join(engine.stream(follow, max_tokens=6))
+    prompt_tokens = len(engine.tokens(engine.template.render(follow)))
+    first_call_of_follow_up = evaluated[0]  # the prompt; later calls are one generated token each
+    assert cold >= len(engine.tokens(engine.template.render(first))) - 1
+    assert first_call_of_follow_up < prompt_tokens / 4
+
+
+def test_prompt_longer_than_the_context_is_a_plain_sentence(engine: LlamaEngine) -> None:
+    with pytest.raises(ContextOverflow, match="the conversation is longer than the model's context"):
+        engine.stream([{"role": "user", "content": "word " * 5000}])
+
+
+def test_missing_model_file_fails_at_start(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="does not exist"):
+        build_engine(ModelSettings(gguf=str(tmp_path / "nope.gguf")), tmp_path)
+
+
+def test_corrupt_model_file_fails_at_start_with_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 4096)  # right magic, nothing behind it
+    with pytest.raises(ModelError) as err:
+        build_engine(ModelSettings(gguf=str(bad)), tmp_path)
+    assert "\n" not in str(err.value) and "bad.gguf" in str(err.value)
+    (tmp_path / "text.gguf").write_text("hello " * 500)
+    with pytest.raises(ModelError, match="not a GGUF model"):
+        build_engine(ModelSettings(gguf=str(tmp_path / "text.gguf")), tmp_path)

@@ -1,0 +1,49 @@
+"""Retrieval quality on every shipped template: recall@4 of the eval set and identifiers first."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from conftest import TEMPLATES, copy_template
+
+from kit.domain import document_files, load_domain
+from kit.records import EvalItem
+from kit.services.ingest import index_domain
+from kit.services.retrieve import Retriever
+
+
+@pytest.fixture(scope="module", params=TEMPLATES)
+def indexed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Retriever:
+    dest = copy_template(request.param, tmp_path_factory.mktemp("quality") / request.param)
+    domain = load_domain(dest)
+    report = index_domain(domain, progress=False)
+    assert report.skipped == []
+    return Retriever.open(domain)
+
+
+def test_recall_at_4_is_at_least_95_percent(indexed: Retriever) -> None:
+    path = indexed.domain.path(indexed.domain.spec.eval.set)
+    items = [EvalItem.model_validate_json(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    answers = [i for i in items if i.expect == "answer"]
+    missed = []
+    for item in answers:
+        query = " ".join([m.content for m in item.history if m.role == "user"][-1:] + [item.question])
+        if item.source not in {c.source for c in indexed.retrieve(query, k=4)}:
+            missed.append(item.id)
+    recall = 1 - len(missed) / len(answers)
+    assert recall >= 0.95, f"recall@4 {recall:.1%}; missed {missed}"
+
+
+def test_each_row_id_retrieves_its_own_row_first(indexed: Retriever) -> None:
+    domain = indexed.domain
+    for path, source in document_files(domain):
+        if source.table is None:
+            continue
+        with Path(path).open(encoding="utf-8") as f:
+            ids = [row[source.table.id_column] for row in csv.DictReader(f)]
+        for row_id in ids:
+            for query in (row_id, f"tell me about {row_id.lower()} please"):
+                [top] = indexed.retrieve(query, k=1)
+                assert top.metadata.get("row_id") == row_id, (query, top.title)
