@@ -108,3 +108,19 @@ def served(example_service: Any) -> Iterator[Served]:
     key = "test-key"
     for url in serve(build_server(example_service, api_key=key)):
         yield Served(url, example_service, key)
+
+
+@pytest.fixture(scope="session")
+def shipped(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """``shipped(name)``: a shipped domain (retail, clinic, travel), copied and indexed once per session."""
+    from kit.domain import load_domain
+
+    cache: dict[str, Any] = {}
+
+    def get(name: str) -> Any:
+        if name not in cache:
+            dest = indexed_copy(ROOT / "domains" / name, tmp_path_factory.mktemp("shipped") / name)
+            cache[name] = load_domain(dest)
+        return cache[name]
+
+    return get

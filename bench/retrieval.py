@@ -1,0 +1,98 @@
+"""Retrieval speed, as ratios against baselines measured in the same run.
+
+    .venv/bin/python bench/retrieval.py [--rows 10000] [--queries 200]
+
+- query p50/p95 (including the query embedding) on the three templates and a synthetic corpus;
+- first-index throughput against bare ``SentenceTransformer.encode`` on the same chunk texts;
+- re-index of an unchanged corpus against the first index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORDS = ("tent stove lantern jacket boots pack bag filter stakes pole rain warm light trail summit camp lake "
+         "river ridge valley alpine desert forest coastal ultralight insulated waterproof breathable").split()
+
+
+def synthetic_domain(dest: Path, rows: int) -> Path:
+    shutil.copytree(ROOT / "data_templates" / "example", dest, ignore=shutil.ignore_patterns("build"))
+    rng = random.Random(7)
+    lines = ["sku,name,category,price,stock,specs,warranty"]
+    for i in range(rows):
+        name = " ".join(rng.sample(WORDS, 3)).title()
+        specs = "; ".join(f"{w}: {rng.randint(1, 999)}" for w in rng.sample(WORDS, 4))
+        lines.append(f"SY-{i:05d},{name},{rng.choice(WORDS)},{rng.randint(5, 900)}.{rng.randint(0, 99):02d},"
+                     f"{rng.randint(0, 50)},{specs},{rng.randint(1, 5)} years")
+    (dest / "docs" / "catalogue.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return dest
+
+
+def query_times(retriever, queries: list[str]) -> tuple[float, float]:  # noqa: ANN001
+    retriever.retrieve(queries[0])  # warm-up
+    times = []
+    for q in queries:
+        start = time.perf_counter()
+        retriever.retrieve(q)
+        times.append((time.perf_counter() - start) * 1000)
+    times.sort()
+    return statistics.median(times), times[int(0.95 * (len(times) - 1))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=10_000)
+    parser.add_argument("--queries", type=int, default=200)
+    args = parser.parse_args()
+
+    from kit.components.embedding import Embedder
+    from kit.domain import load_domain
+    from kit.records import EvalItem
+    from kit.services.ingest import collect, index_domain
+    from kit.services.retrieve import Retriever
+
+    work = Path(tempfile.mkdtemp(prefix="kit-bench-"))
+    print("| corpus | chunks | query p50 ms | query p95 ms |")
+    print("|---|---|---|---|")
+    for name in ("retail", "clinic", "travel"):
+        dest = work / name
+        shutil.copytree(ROOT / "domains" / name, dest, ignore=shutil.ignore_patterns("build"))
+        domain = load_domain(dest)
+        index_domain(domain, progress=False)
+        retriever = Retriever.open(domain)
+        lines = domain.path(domain.spec.eval.set).read_text(encoding="utf-8").splitlines()
+        questions = [EvalItem.model_validate_json(line).question for line in lines if line.strip()]
+        p50, p95 = query_times(retriever, (questions * 5)[: args.queries])
+        print(f"| {name} | {len(retriever.chunks)} | {p50:.1f} | {p95:.1f} |")
+
+    domain = load_domain(synthetic_domain(work / "synthetic", args.rows))
+    chunks, _, _ = collect(domain)
+    texts = [c.text for c in chunks]
+    embedder = Embedder()
+    embedder.embed(texts[:64])  # warm-up
+    start = time.perf_counter()
+    embedder.model.encode(texts, batch_size=64)
+    bare = time.perf_counter() - start
+    first = index_domain(domain, progress=False).seconds
+    again = index_domain(domain, progress=False).seconds
+    retriever = Retriever.open(domain)
+    rng = random.Random(3)
+    queries = [" ".join(rng.sample(WORDS, 3)) for _ in range(args.queries)]
+    p50, p95 = query_times(retriever, queries)
+    print(f"| synthetic | {len(chunks)} | {p50:.1f} | {p95:.1f} |")
+    print()
+    print(f"bare encode: {len(texts) / bare:.0f} chunks/s; kit index: {len(texts) / first:.0f} chunks/s "
+          f"-> throughput ratio {bare / first:.2f}x of bare encode (goal >= 0.8)")
+    print(f"first index {first:.1f} s; unchanged re-index {again:.2f} s -> {first / again:.0f}x faster (goal >= 20)")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Guardrails from domain.yaml, on each shipped domain's eval items, and PII masking for stored logs."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from conftest import ROOT, TEMPLATES
+
+from kit.domain import load_domain
+from kit.services.guardrails import Guardrails, mask_pii
+
+
+def eval_items(domain: Any, expect: str) -> list[dict[str, Any]]:
+    lines = domain.path(domain.spec.eval.set).read_text(encoding="utf-8").splitlines()
+    items = [json.loads(line) for line in lines if line.strip()]
+    return [i for i in items if i.get("expect", "answer") == expect]
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_every_rule_item_gets_its_rules_fixed_response(name: str) -> None:
+    domain = load_domain(ROOT / "domains" / name)
+    guard = Guardrails(domain.spec)
+    responses = {r.id: r.response for r in domain.spec.rules}
+    for item in eval_items(domain, "rule"):
+        verdict = guard.screen(item["question"])
+        assert (verdict.kind, verdict.reason) == ("rule", item["rule"]), item["question"]
+        assert verdict.message == responses[item["rule"]]
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_every_handoff_item_gets_the_handoff_message_with_the_contact(name: str) -> None:
+    domain = load_domain(ROOT / "domains" / name)
+    guard = Guardrails(domain.spec)
+    contact = domain.spec.handoff.contact
+    for item in eval_items(domain, "handoff"):
+        verdict = guard.screen(item["question"])
+        assert verdict.kind == "handoff", item["question"]
+        assert "{contact}" not in verdict.message
+        assert contact.name in verdict.message
+        assert all(v in verdict.message for v in (contact.email, contact.phone) if v)
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_off_topic_refusals_and_false_refusals_meet_the_domains_gate(name: str, shipped) -> None:
+    from kit.components.embedding import Embedder
+    from kit.services.retrieve import Retriever
+
+    domain = shipped(name)
+    retriever = Retriever.open(domain)
+    guard = Guardrails(domain.spec, Embedder(domain.spec.retrieval.embedding_model).embed)
+
+    def refused(question: str) -> bool:
+        return guard.check(question, retriever.retrieve(question)).kind == "refuse"
+
+    off_topic = [refused(i["question"]) for i in eval_items(domain, "refuse")]
+    in_domain = [refused(i["question"]) for i in eval_items(domain, "answer")]
+    gate = domain.spec.eval.thresholds
+    assert off_topic and sum(off_topic) / len(off_topic) >= gate.refusal_rate
+    assert in_domain and sum(in_domain) / len(in_domain) <= gate.false_refusal_rate
+    verdict = guard.check(eval_items(domain, "refuse")[0]["question"], [])
+    assert verdict.message in ("", domain.spec.scope.refusal_message)
+
+
+def test_rules_come_before_handoff(example_copy) -> None:
+    guard = Guardrails(load_domain(example_copy).spec)
+    verdict = guard.screen("I want a real person, my card is 4111 1111 1111 1111")
+    assert (verdict.kind, verdict.reason) == ("rule", "card_numbers")
+
+
+def test_no_domain_is_named_in_the_runtime_code() -> None:
+    runtime = ["kit/services/guardrails.py", "kit/services/chat.py", "kit/components/llm.py", "kit/ui/app.py",
+               "kit/server.py"]  # fmt: skip
+    for rel in runtime:
+        text = (ROOT / rel).read_text(encoding="utf-8").lower()
+        assert not re.search(r"\b(retail|clinic|travel|northwind|maple grove|bluewater)\b", text), rel
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("mail me at jane.doe+shop@example.co.uk please", "mail me at [email] please"),
+        ("card 4111 1111 1111 1111 exp 12/27", "card [card] exp 12/27"),
+        ("card 4111-1111-1111-1111", "card [card]"),
+        ("call (541) 555-0187 or +1 555 014 7720", "call [phone] or [phone]"),
+        ("my number is 5415550187", "my number is [phone]"),
+        ("The tent is $329.00, ships 2027-05-12, 3 days, SKU NW-TNT-0042", None),
+    ],
+)
+def test_personal_data_is_masked_and_nothing_else(text: str, masked: str | None) -> None:
+    assert mask_pii(text) == (masked if masked is not None else text)
