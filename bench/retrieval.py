@@ -18,8 +18,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-WORDS = ("tent stove lantern jacket boots pack bag filter stakes pole rain warm light trail summit camp lake "
-         "river ridge valley alpine desert forest coastal ultralight insulated waterproof breathable").split()
+WORDS = (
+    "tent stove lantern jacket boots pack bag filter stakes pole rain warm light trail summit camp lake "
+    "river ridge valley alpine desert forest coastal ultralight insulated waterproof breathable"
+).split()
 
 
 def synthetic_domain(dest: Path, rows: int) -> Path:
@@ -29,13 +31,15 @@ def synthetic_domain(dest: Path, rows: int) -> Path:
     for i in range(rows):
         name = " ".join(rng.sample(WORDS, 3)).title()
         specs = "; ".join(f"{w}: {rng.randint(1, 999)}" for w in rng.sample(WORDS, 4))
-        lines.append(f"SY-{i:05d},{name},{rng.choice(WORDS)},{rng.randint(5, 900)}.{rng.randint(0, 99):02d},"
-                     f"{rng.randint(0, 50)},{specs},{rng.randint(1, 5)} years")
+        lines.append(
+            f"SY-{i:05d},{name},{rng.choice(WORDS)},{rng.randint(5, 900)}.{rng.randint(0, 99):02d},"
+            f"{rng.randint(0, 50)},{specs},{rng.randint(1, 5)} years"
+        )
     (dest / "docs" / "catalogue.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return dest
 
 
-def query_times(retriever, queries: list[str]) -> tuple[float, float]:  # noqa: ANN001
+def query_times(retriever, queries: list[str]) -> tuple[float, float]:
     retriever.retrieve(queries[0])  # warm-up
     times = []
     for q in queries:
@@ -88,8 +92,10 @@ def main() -> None:
     p50, p95 = query_times(retriever, queries)
     print(f"| synthetic | {len(chunks)} | {p50:.1f} | {p95:.1f} |")
     print()
-    print(f"bare encode: {len(texts) / bare:.0f} chunks/s; kit index: {len(texts) / first:.0f} chunks/s "
-          f"-> throughput ratio {bare / first:.2f}x of bare encode (goal >= 0.8)")
+    print(
+        f"bare encode: {len(texts) / bare:.0f} chunks/s; kit index: {len(texts) / first:.0f} chunks/s "
+        f"-> throughput ratio {bare / first:.2f}x of bare encode (goal >= 0.8)"
+    )
     print(f"first index {first:.1f} s; unchanged re-index {again:.2f} s -> {first / again:.0f}x faster (goal >= 20)")
     shutil.rmtree(work, ignore_errors=True)
 

@@ -34,9 +34,13 @@ def schema_texts() -> dict[str, str]:
 def field_reference() -> str:
     """Markdown tables of every field of every model, with type, default and description."""
     out: list[str] = []
-    for title, model in (("domain.yaml", DomainSpec), ("Conversation (JSONL line)", Conversation),
-                         ("Eval item (JSONL line)", EvalItem), ("FAQ entry (JSONL line)", FaqEntry),
-                         ("Catalogue row (CSV)", CatalogueRow)):
+    for title, model in (
+        ("domain.yaml", DomainSpec),
+        ("Conversation (JSONL line)", Conversation),
+        ("Eval item (JSONL line)", EvalItem),
+        ("FAQ entry (JSONL line)", FaqEntry),
+        ("Catalogue row (CSV)", CatalogueRow),
+    ):
         out.append(f"### {title}\n")
         out += _tables(model, prefix="", seen=set())
     return "\n".join(out)

@@ -26,5 +26,7 @@ def template_dir(template: str) -> Path:
     candidate = templates_root() / template
     if (candidate / "domain.yaml").is_file():
         return candidate
-    raise KitError(f"no template or domain folder called '{template}'",
-                   f"use one of {', '.join(SHIPPED)}, or the path of a folder holding domain.yaml")
+    raise KitError(
+        f"no template or domain folder called '{template}'",
+        f"use one of {', '.join(SHIPPED)}, or the path of a folder holding domain.yaml",
+    )

@@ -37,8 +37,11 @@ def test_example_domain_is_valid() -> None:
 
 def test_example_files_parse_as_their_records() -> None:
     example = FOLDER / "example"
-    for path, model in ((example / "data" / "train.jsonl", Conversation), (example / "eval" / "eval.jsonl", EvalItem),
-                        (example / "docs" / "faq.jsonl", FaqEntry)):
+    for path, model in (
+        (example / "data" / "train.jsonl", Conversation),
+        (example / "eval" / "eval.jsonl", EvalItem),
+        (example / "docs" / "faq.jsonl", FaqEntry),
+    ):
         lines = [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
         assert lines and all(model.model_validate_json(line) for line in lines)
     import csv

@@ -23,7 +23,9 @@ def add_policy(domain_dir: Path, name: str, text: str | None) -> None:
     spec = domain_dir / "domain.yaml"
     if text is not None:
         (domain_dir / "docs" / name).write_text(text, encoding="utf-8")
-    spec.write_text(spec.read_text().replace("    - path: docs/faq.jsonl", f"    - path: docs/faq.jsonl\n    - path: docs/{name}"))
+    spec.write_text(
+        spec.read_text().replace("    - path: docs/faq.jsonl", f"    - path: docs/faq.jsonl\n    - path: docs/{name}")
+    )
 
 
 def test_reindex_embeds_only_what_changed(example_copy: Path) -> None:
@@ -54,7 +56,7 @@ def test_interrupted_index_keeps_the_old_one_and_completes(example_copy: Path, m
 
     original = VectorStore.add
 
-    def add_then_die(self, chunks, vectors) -> None:  # noqa: ANN001
+    def add_then_die(self, chunks, vectors) -> None:
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
@@ -77,10 +79,17 @@ def test_interrupted_index_keeps_the_old_one_and_completes(example_copy: Path, m
 
 
 def test_kill_during_indexing_then_complete(tmp_path: Path, example_copy: Path) -> None:
-    add_policy(example_copy, "guide.md", "\n\n".join(f"# Topic {i}\nThe answer to topic {i} is {i * 7}." for i in range(3000)))
+    add_policy(
+        example_copy, "guide.md", "\n\n".join(f"# Topic {i}\nThe answer to topic {i} is {i * 7}." for i in range(3000))
+    )
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "kit", "index", str(example_copy)], stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, env=env, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kit", "index", str(example_copy)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        env=env,
+        cwd=ROOT,
+    )
     assert proc.stderr is not None
     seen = b""
     deadline = time.time() + 120
@@ -111,14 +120,18 @@ def test_skipped_files_are_reported_and_the_rest_indexed(run_kit, example_copy: 
     assert "2 skipped" in result.out and "1 added" in result.out and "0 removed" in result.out
     hits = json.loads(run_kit("search", str(example_copy), "when can I chat", "--json").out)
     assert any(h["source"] == "docs/notes/ok.md" for h in hits)
-    assert any(h["source"] == "docs/catalogue.csv" for h in json.loads(
-        run_kit("search", str(example_copy), "mug", "--json").out))
+    assert any(
+        h["source"] == "docs/catalogue.csv"
+        for h in json.loads(run_kit("search", str(example_copy), "mug", "--json").out)
+    )
 
 
 def test_search_before_index_says_what_to_run(run_kit, example_copy: Path) -> None:
     result = run_kit("search", str(example_copy), "returns")
     assert result.code == 1
-    assert result.err.strip() == f"error: domain 'example-shop' has no index yet — run: kit index {example_copy.resolve()}"
+    assert (
+        result.err.strip() == f"error: domain 'example-shop' has no index yet — run: kit index {example_copy.resolve()}"
+    )
 
 
 def test_search_json_and_filters(run_kit, example_copy: Path) -> None:
@@ -149,13 +162,19 @@ def test_http_client_mode_by_configuration(example_copy: Path, tmp_path: Path) -
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     chroma = Path(sys.executable).parent / "chroma"
-    server = subprocess.Popen([str(chroma), "run", "--path", str(tmp_path / "srv"), "--host", "127.0.0.1",
-                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [str(chroma), "run", "--path", str(tmp_path / "srv"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         _wait_for_port(port)
         spec = example_copy / "domain.yaml"
-        spec.write_text(spec.read_text().replace("retrieval:\n", f"retrieval:\n  server:\n    host: 127.0.0.1\n"
-                                                               f"    port: {port}\n", 1))
+        spec.write_text(
+            spec.read_text().replace(
+                "retrieval:\n", f"retrieval:\n  server:\n    host: 127.0.0.1\n    port: {port}\n", 1
+            )
+        )
         domain = load_domain(example_copy)
         report = index_domain(domain, progress=False)
         assert report.added == 5
@@ -177,3 +196,42 @@ def _wait_for_port(port: int) -> None:
         except OSError:
             time.sleep(0.5)
     raise AssertionError("chroma server did not start")
+
+
+def test_a_file_that_turns_bad_keeps_its_indexed_chunks(run_kit, example_copy: Path) -> None:
+    assert run_kit("index", str(example_copy), "-q").code == 0
+    policies = example_copy / "docs" / "policies.md"
+    policies.write_bytes(policies.read_bytes() + "\n\xe9t\xe9".encode("latin-1"))
+    result = run_kit("index", str(example_copy), "-q")
+    assert result.code == 3 and "skipped docs/policies.md: not UTF-8 text" in result.err
+    assert "0 removed" in result.out
+    hits = json.loads(run_kit("search", str(example_copy), "return within 30 days", "--json").out)
+    assert hits[0]["source"] == "docs/policies.md"
+
+
+def test_a_new_users_domain_with_their_own_documents(run_kit, tmp_path: Path) -> None:
+    from pdfs import write_pdf
+
+    dest = tmp_path / "bakery"
+    assert run_kit("new", str(ROOT / "data_templates" / "example"), str(dest)).code == 0
+    docs = dest / "docs"
+    (docs / "opening.html").write_text(
+        "<html><body><nav>Menu</nav><main><h1>Opening hours</h1><p>We bake from "
+        "6:30 every morning except Mondays.</p></main></body></html>",
+        encoding="utf-8",
+    )
+    write_pdf(docs / "allergens.pdf", ["Our sourdough contains wheat and rye.", "Croissants contain butter and egg."])
+    spec = dest / "domain.yaml"
+    spec.write_text(
+        spec.read_text().replace(
+            "    - path: docs/faq.jsonl",
+            "    - path: docs/faq.jsonl\n    - path: docs/opening.html\n    - path: docs/allergens.pdf",
+        )
+    )
+    assert run_kit("validate", str(dest)).code == 0
+    indexed = run_kit("index", str(dest), "-q")
+    assert indexed.code == 0 and "indexed 5 files" in indexed.out
+    top = json.loads(run_kit("search", str(dest), "when do you open in the morning", "-k", "1", "--json").out)[0]
+    assert top["source"] == "docs/opening.html" and "6:30" in top["text"]
+    top = json.loads(run_kit("search", str(dest), "do croissants have egg", "-k", "1", "--json").out)[0]
+    assert top["source"] == "docs/allergens.pdf" and top["location"] == "page 2"

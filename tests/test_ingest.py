@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,11 @@ def chunks_of(path: Path, table: TableSchema | None = None, settings: Retrieval 
 
 def test_markdown_keeps_heading_paths(tmp_path: Path) -> None:
     md = tmp_path / "returns.md"
-    md.write_text("# Returns\nIntro line.\n\n## Refunds\nRefunds take 5 days.\n\n### Store credit\nCredit never "
-                  "expires.\n\n```\n# not a heading\n```\n", encoding="utf-8")
+    md.write_text(
+        "# Returns\nIntro line.\n\n## Refunds\nRefunds take 5 days.\n\n### Store credit\nCredit never "
+        "expires.\n\n```\n# not a heading\n```\n",
+        encoding="utf-8",
+    )
     found = chunks_of(md)
     assert [c.title for c in found] == ["Returns", "Returns > Refunds", "Returns > Refunds > Store credit"]
     assert found[1].text == "Returns > Refunds\nRefunds take 5 days."
@@ -33,7 +37,7 @@ def test_long_sections_split_with_overlap() -> None:
     body = "\n\n".join(f"Paragraph {i} " + "word " * 20 for i in range(6))
     pieces = split(body, 200, 40)
     assert len(pieces) > 2 and all(len(p) <= 200 for p in pieces)
-    for before, after in zip(pieces, pieces[1:], strict=False):
+    for before, after in itertools.pairwise(pieces):
         assert after.split("\n\n")[0] in before  # each piece starts with the tail of the one before
     one_huge = split("x" * 1000, 200, 40)
     assert all(len(p) <= 200 for p in one_huge) and "".join(one_huge).count("x") >= 1000
@@ -46,7 +50,9 @@ def test_sections_without_headings() -> None:
 
 def test_csv_rows_become_field_value_chunks(tmp_path: Path) -> None:
     csv = tmp_path / "catalogue.csv"
-    csv.write_text('sku,name,category,price\nNW-1,"Tent, 2p",tents,149.00\n\nNW-2,Stove,cooking,39.50\n', encoding="utf-8")
+    csv.write_text(
+        'sku,name,category,price\nNW-1,"Tent, 2p",tents,149.00\n\nNW-2,Stove,cooking,39.50\n', encoding="utf-8"
+    )
     table = TableSchema(id_column="sku", filter_columns=["category"])
     first, second = chunks_of(csv, table)
     assert first.text == "NW-1 — Tent, 2p\nsku: NW-1\nname: Tent, 2p\ncategory: tents\nprice: 149.00"
@@ -79,8 +85,11 @@ def test_pdf_text_per_page(tmp_path: Path) -> None:
 
 def test_faq_jsonl_one_chunk_per_entry(tmp_path: Path) -> None:
     faq = tmp_path / "faq.jsonl"
-    faq.write_text('{"question": "Do you ship abroad?", "answer": "Only to Canada.", "category": "shipping"}\n\n'
-                   '{"question": "Gift wrap?", "answer": "Yes, $5."}\n', encoding="utf-8")
+    faq.write_text(
+        '{"question": "Do you ship abroad?", "answer": "Only to Canada.", "category": "shipping"}\n\n'
+        '{"question": "Gift wrap?", "answer": "Yes, $5."}\n',
+        encoding="utf-8",
+    )
     first, second = chunks_of(faq)
     assert first.text == "Q: Do you ship abroad?\nA: Only to Canada." and first.metadata == {"category": "shipping"}
     assert second.location == "line 3"

@@ -29,7 +29,7 @@ def test_recall_at_4_is_at_least_95_percent(indexed: Retriever) -> None:
     answers = [i for i in items if i.expect == "answer"]
     missed = []
     for item in answers:
-        query = " ".join([m.content for m in item.history if m.role == "user"][-1:] + [item.question])
+        query = " ".join([*[m.content for m in item.history if m.role == "user"][-1:], item.question])
         if item.source not in {c.source for c in indexed.retrieve(query, k=4)}:
             missed.append(item.id)
     recall = 1 - len(missed) / len(answers)

@@ -108,8 +108,10 @@ def test_bad_message(run_kit, example_copy: Path, message: str, expected: str) -
 def test_conversation_not_ending_with_assistant(run_kit, example_copy: Path) -> None:
     train = example_copy / "data" / "train.jsonl"
     with train.open("a", encoding="utf-8") as f:
-        f.write('{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, '
-                '{"role": "user", "content": "c"}]}\n')
+        f.write(
+            '{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, '
+            '{"role": "user", "content": "c"}]}\n'
+        )
     result = run_kit("validate", str(example_copy))
     [problem] = problem_lines(result.err)
     assert problem.startswith(f"{train}:3:") and "does not end with an 'assistant' message" in problem

@@ -31,8 +31,10 @@ def command(template: str, dest: str, name: str | None) -> None:
         raise KitError(f"'{target}' already exists and is not empty", "choose a new folder for the domain")
     new_name = name or slug(target.resolve().name)
     if not re.fullmatch(r"[a-z][a-z0-9_-]{2,62}", new_name):
-        raise KitError(f"'{new_name}' is not a valid domain name",
-                       "use 3–63 lowercase letters, digits, '-' or '_', starting with a letter (--name)")
+        raise KitError(
+            f"'{new_name}' is not a valid domain name",
+            "use 3–63 lowercase letters, digits, '-' or '_', starting with a letter (--name)",
+        )
     shutil.copytree(source, target, ignore=shutil.ignore_patterns(BUILD_DIR, "__pycache__"), dirs_exist_ok=True)
     rename(find_spec(target), new_name)
     click.echo(f"created {target} (domain '{new_name}', from {source.name})")

@@ -39,9 +39,20 @@ def command(domain_dir: str, query: str, k: int | None, filters: tuple[str, ...]
 
     chunks = Retriever.open(load_domain(domain_dir)).retrieve(query, k, parse_filters(filters))
     if as_json:
-        rows = [{"rank": n, "score": round(c.score, 4), "similarity": c.similarity, "source": c.source,
-                 "title": c.title, "location": c.location, "id": c.id, "metadata": c.metadata, "text": c.text}
-                for n, c in enumerate(chunks, start=1)]
+        rows = [
+            {
+                "rank": n,
+                "score": round(c.score, 4),
+                "similarity": c.similarity,
+                "source": c.source,
+                "title": c.title,
+                "location": c.location,
+                "id": c.id,
+                "metadata": c.metadata,
+                "text": c.text,
+            }
+            for n, c in enumerate(chunks, start=1)
+        ]
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
     if not chunks:

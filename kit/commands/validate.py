@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import click
-
 from pathlib import Path
+
+import click
 
 from kit.domain import Domain, find_spec, read_spec
 from kit.errors import Problem, ValidationFailed

@@ -50,9 +50,10 @@ class KeywordIndex:
         self.bm25 = bm25s.BM25()
         corpus = [tokens(t) or ["<empty>"] for t in texts]
         self.vocab = {w: i for i, w in enumerate(sorted({w for doc in corpus for w in doc}))}
-        self.bm25.index(bm25s.tokenization.Tokenized(
-            ids=[[self.vocab[w] for w in doc] for doc in corpus], vocab=self.vocab
-        ), show_progress=False)
+        self.bm25.index(
+            bm25s.tokenization.Tokenized(ids=[[self.vocab[w] for w in doc] for doc in corpus], vocab=self.vocab),
+            show_progress=False,
+        )
 
     def search(self, query: str, n: int) -> list[tuple[int, float]]:
         """Top n (position, score) pairs with a positive score."""

@@ -100,8 +100,12 @@ class VectorStore:
 
 
 def _meta(chunk: Chunk) -> dict[str, str]:
-    return {"source": chunk.source, "title": chunk.title, "location": chunk.location,
-            **{f"m_{k}": v for k, v in chunk.metadata.items()}}
+    return {
+        "source": chunk.source,
+        "title": chunk.title,
+        "location": chunk.location,
+        **{f"m_{k}": v for k, v in chunk.metadata.items()},
+    }
 
 
 def _chunk(text: str, meta: dict[str, Any]) -> Chunk:

@@ -126,9 +126,10 @@ def fit(
     engine: Engine, system: str, history: Sequence[ChatMessage], question: str, chunks: Sequence[Chunk], reserve: int
 ) -> tuple[list[ChatMessage], list[Chunk]]:
     """Messages that fit the context with ``reserve`` tokens left: oldest turns go first, then the last chunks."""
-    history, chunks = list(history), list(chunks)
     sys_msg = ChatMessage(role="system", content=system)
-    while True:
+    room = engine.n_ctx - reserve - engine.count_tokens([sys_msg, user_turn(question, chunks)])
+    history, chunks = _keep_newest(engine, list(history), room), list(chunks)
+    while True:  # exact check: the estimate above counts each turn on its own
         messages = [sys_msg, *history, user_turn(question, chunks)]
         used = engine.count_tokens(messages)
         if used + reserve <= engine.n_ctx:
@@ -139,6 +140,15 @@ def fit(
             chunks.pop()
         else:
             raise overflow(used + reserve, engine.n_ctx)
+
+
+def _keep_newest(engine: Engine, history: list[ChatMessage], room: int) -> list[ChatMessage]:
+    """The newest turns whose tokens, counted one message at a time, fit in ``room`` (one pass, no re-counting)."""
+    sizes = [engine.count_tokens([m]) for m in history]
+    while history and sum(sizes) > room:
+        kept = _drop_oldest_turn(history)
+        sizes, history = sizes[len(history) - len(kept) :], kept
+    return history
 
 
 def _drop_oldest_turn(history: list[ChatMessage]) -> list[ChatMessage]:

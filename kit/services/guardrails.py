@@ -129,6 +129,9 @@ def mask_pii(text: str) -> str:
 
 
 def _phone_or_keep(match: re.Match[str]) -> str:
-    digits = sum(ch.isdigit() for ch in match.group())
+    text = match.group()
+    digits = sum(ch.isdigit() for ch in text)
+    if re.fullmatch(r"[\d.]+", text):  # bare digits: a phone number only as a 10-15 digit run
+        return "[phone]" if text.isdigit() and 10 <= digits <= 15 else text
     # Prices, years and quantities have fewer digits; phone numbers have 7 to 15.
-    return "[phone]" if 7 <= digits <= 15 and not re.fullmatch(r"[\d.]+", match.group()) else match.group()
+    return "[phone]" if 7 <= digits <= 15 else text

@@ -95,9 +95,10 @@ def index_domain(domain: Domain, progress: bool = True) -> IndexReport:
 
     started = time.perf_counter()
     chunks, files, skipped = collect(domain)
-    report = IndexReport(files=files, chunks=len(chunks), skipped=skipped)
     model = domain.spec.retrieval.embedding_model
     previous = read_manifest(domain)
+    chunks += _kept_from_skipped(previous, {rel for rel, _ in skipped}, model)
+    report = IndexReport(files=files, chunks=len(chunks), skipped=skipped)
     store = _fresh_store(domain, previous, model)
     existing = store.ids()
     new = [c for c in chunks if c.id not in existing]
@@ -110,6 +111,20 @@ def index_domain(domain: Domain, progress: bool = True) -> IndexReport:
     write_manifest(domain, chunks, model)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _kept_from_skipped(previous: dict | None, skipped: set[str], model: str) -> list[Chunk]:
+    """Chunks of files that were indexed before and are skipped now: kept, so nothing indexed is lost."""
+    if previous is None or previous.get("embedding_model") != model:
+        return []
+    return [chunk_from_row(row) for row in previous["chunks"] if row["source"] in skipped]
+
+
+def chunk_from_row(row: dict) -> Chunk:
+    """A chunk from its manifest row."""
+    return Chunk(
+        text=row["text"], source=row["source"], title=row["title"], location=row["location"], metadata=row["metadata"]
+    )
 
 
 def _fresh_store(domain: Domain, previous: dict | None, model: str):  # noqa: ANN202
@@ -153,5 +168,7 @@ def write_manifest(domain: Domain, chunks: Iterable[Chunk], model: str) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise KitError(f"cannot write the index manifest {path}: {exc.strerror or exc}",
-                       "free some disk space or check permissions, then run `kit index` again") from None
+        raise KitError(
+            f"cannot write the index manifest {path}: {exc.strerror or exc}",
+            "free some disk space or check permissions, then run `kit index` again",
+        ) from None

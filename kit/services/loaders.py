@@ -56,7 +56,9 @@ def _read(doc: Document, settings: Retrieval, root: Path) -> bytes:
     if doc.path.is_symlink() and not real.is_relative_to(root.resolve()):
         raise Skip("symlink points outside the domain folder")
     if doc.path.suffix.lower() not in SUFFIXES:
-        raise Skip(f"unsupported file type '{doc.path.suffix or '(none)'}'; use Markdown, text, CSV, HTML, PDF or JSONL")
+        raise Skip(
+            f"unsupported file type '{doc.path.suffix or '(none)'}'; use Markdown, text, CSV, HTML, PDF or JSONL"
+        )
     size = real.stat().st_size
     if size == 0:
         raise Skip("empty file")
@@ -129,8 +131,15 @@ def _faq(doc: Document, text: str) -> list[Chunk]:
         except (json.JSONDecodeError, KeyError, TypeError):
             raise Skip(f"line {number} is not a FAQ entry with 'question' and 'answer'") from None
         meta = {"category": str(entry["category"])} if entry.get("category") else {}
-        chunks.append(Chunk(text=f"Q: {question}\nA: {answer}", source=doc.rel, title=question,
-                            location=f"line {number}", metadata=meta))
+        chunks.append(
+            Chunk(
+                text=f"Q: {question}\nA: {answer}",
+                source=doc.rel,
+                title=question,
+                location=f"line {number}",
+                metadata=meta,
+            )
+        )
     if not chunks:
         raise Skip("no FAQ entries")
     return chunks
@@ -146,7 +155,9 @@ def _html(text: str) -> tuple[str, str]:
         tag.decompose()
     main = soup.find("main") or soup.find("article") or soup.body or soup
     lines: list[str] = []
-    for el in main.find_all(["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "td", "th", "pre", "blockquote", "dt", "dd"]):
+    for el in main.find_all(
+        ["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "td", "th", "pre", "blockquote", "dt", "dd"]
+    ):
         if el.find_parent(["p", "li", "td", "th", "pre", "blockquote", "dd"]):
             continue
         words = el.get_text(" ", strip=True)
@@ -174,8 +185,14 @@ def _pdf(doc: Document, data: bytes, settings: Retrieval) -> list[Chunk]:
     title = doc.path.stem.replace("-", " ").replace("_", " ").title()
     for number, text in pages:
         for piece in split(text.strip(), settings.chunk_size, settings.chunk_overlap) if text.strip() else []:
-            chunks.append(Chunk(text=f"{title} (page {number})\n{piece}", source=doc.rel, title=f"{title}, page {number}",
-                                location=f"page {number}"))
+            chunks.append(
+                Chunk(
+                    text=f"{title} (page {number})\n{piece}",
+                    source=doc.rel,
+                    title=f"{title}, page {number}",
+                    location=f"page {number}",
+                )
+            )
     if not chunks:
         raise Skip("PDF has no extractable text (scanned images need OCR first)")
     return chunks

@@ -13,7 +13,7 @@ from kit.chunk import Chunk
 from kit.components.keyword import KeywordIndex, identifiers
 from kit.domain import Domain
 from kit.errors import IndexMissing
-from kit.services.ingest import open_store, read_manifest
+from kit.services.ingest import chunk_from_row, open_store, read_manifest
 
 CANDIDATES = 30
 
@@ -42,7 +42,7 @@ class Retriever:
         manifest = read_manifest(domain)
         if manifest is None:
             raise IndexMissing(f"domain '{domain.name}' has no index yet", f"run: kit index {domain.root}")
-        chunks = [_chunk(row) for row in manifest["chunks"]]
+        chunks = [chunk_from_row(row) for row in manifest["chunks"]]
         return cls(domain, chunks, open_store(domain), Embedder(manifest["embedding_model"]))
 
     def retrieve(self, query: str, k: int | None = None, filters: dict[str, str] | None = None) -> list[Chunk]:
@@ -68,7 +68,10 @@ class Retriever:
 
     def _fuse(self, keyword_ranked: list[int], vector_ranked: list[int]) -> dict[int, float]:
         scores: dict[int, float] = {}
-        for weight, ranked in ((self.settings.bm25_weight, keyword_ranked), (self.settings.vector_weight, vector_ranked)):
+        for weight, ranked in (
+            (self.settings.bm25_weight, keyword_ranked),
+            (self.settings.vector_weight, vector_ranked),
+        ):
             for rank, i in enumerate(ranked, start=1):
                 scores[i] = scores.get(i, 0.0) + weight / (self.settings.rrf_k + rank)
         return scores
@@ -80,11 +83,6 @@ class Retriever:
 
 def _matches(chunk: Chunk, filters: dict[str, str] | None) -> bool:
     return not filters or all(chunk.metadata.get(key) == value for key, value in filters.items())
-
-
-def _chunk(row: dict[str, Any]) -> Chunk:
-    return Chunk(text=row["text"], source=row["source"], title=row["title"], location=row["location"],
-                 metadata=row["metadata"])
 
 
 @cache

@@ -53,25 +53,49 @@ def check_eval(domain: Domain) -> list[Problem]:
     seen: dict[str, int] = {}
     for line, item in records:
         if item.id in seen:
-            problems.append(Problem(rel, line, f"duplicate id '{item.id}' (first on line {seen[item.id]})",
-                                    "give every eval item its own id"))
+            problems.append(
+                Problem(
+                    rel,
+                    line,
+                    f"duplicate id '{item.id}' (first on line {seen[item.id]})",
+                    "give every eval item its own id",
+                )
+            )
         seen.setdefault(item.id, line)
         if item.rule is not None and item.rule not in rules:
-            problems.append(Problem(rel, line, f"rule '{item.rule}' is not a rule in domain.yaml",
-                                    f"use one of: {', '.join(sorted(rules)) or '(none defined)'}"))
+            problems.append(
+                Problem(
+                    rel,
+                    line,
+                    f"rule '{item.rule}' is not a rule in domain.yaml",
+                    f"use one of: {', '.join(sorted(rules)) or '(none defined)'}",
+                )
+            )
         if item.source is None:
             continue
         if item.source not in documents:
-            problems.append(Problem(rel, line, f"source '{item.source}' is not one of the domain's documents",
-                                    "name a file listed under retrieval.sources, relative to the domain"))
+            problems.append(
+                Problem(
+                    rel,
+                    line,
+                    f"source '{item.source}' is not one of the domain's documents",
+                    "name a file listed under retrieval.sources, relative to the domain",
+                )
+            )
             continue
         if item.source not in texts:
             texts[item.source] = read_text(domain.path(item.source), item.source)[0]
         text = texts[item.source]
         for fact in item.expected_facts:
             if text is not None and fact.casefold() not in text.casefold():
-                problems.append(Problem(rel, line, f"expected fact '{fact}' does not occur in {item.source}",
-                                        "quote the fact exactly as the document writes it"))
+                problems.append(
+                    Problem(
+                        rel,
+                        line,
+                        f"expected fact '{fact}' does not occur in {item.source}",
+                        "quote the fact exactly as the document writes it",
+                    )
+                )
     return problems
 
 
@@ -84,8 +108,14 @@ def check_table(path: Path, shown: str, schema: TableSchema | None) -> list[Prob
         return problems
     missing = [c for c in [schema.id_column, *schema.required_columns, *schema.numeric_columns] if c not in header]
     for column in dict.fromkeys(missing):
-        problems.append(Problem(shown, 1, f"required column '{column}' is missing",
-                                f"add it to the header (columns now: {', '.join(header)})"))
+        problems.append(
+            Problem(
+                shown,
+                1,
+                f"required column '{column}' is missing",
+                f"add it to the header (columns now: {', '.join(header)})",
+            )
+        )
     if missing:
         return problems
     seen: dict[str, int] = {}
@@ -94,13 +124,25 @@ def check_table(path: Path, shown: str, schema: TableSchema | None) -> list[Prob
         if not key:
             problems.append(Problem(shown, line, f"empty {schema.id_column}", "give every row an id"))
         elif key in seen:
-            problems.append(Problem(shown, line, f"duplicate {schema.id_column} '{key}' (first on line {seen[key]})",
-                                    f"give every row its own {schema.id_column}"))
+            problems.append(
+                Problem(
+                    shown,
+                    line,
+                    f"duplicate {schema.id_column} '{key}' (first on line {seen[key]})",
+                    f"give every row its own {schema.id_column}",
+                )
+            )
         seen.setdefault(key, line)
         for column in schema.numeric_columns:
             if not NUMBER_RE.match(row[column]):
-                problems.append(Problem(shown, line, f"{column} '{row[column]}' is not a number",
-                                        "write a plain number such as 49.99, without currency signs"))
+                problems.append(
+                    Problem(
+                        shown,
+                        line,
+                        f"{column} '{row[column]}' is not a number",
+                        "write a plain number such as 49.99, without currency signs",
+                    )
+                )
     return problems
 
 
