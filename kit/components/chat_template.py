@@ -96,3 +96,26 @@ def split_for_training(messages: Sequence[ChatMessage], template: str = "gemma")
     tpl = get_template(template)
     prompt = tpl.render(messages[:-1], add_generation_prompt=True)
     return prompt, messages[-1]["content"] + tpl.stop[0]
+
+
+def render_with_spans(
+    messages: Sequence[ChatMessage], template: str = "gemma"
+) -> tuple[str, list[tuple[int, int]]]:
+    """A whole conversation rendered for training, with the character spans the loss goes on.
+
+    Each span is one assistant message plus the stop string that ends it, i.e. exactly what
+    ``split_for_training`` calls the completion; everything else (system, user turns, turn
+    headers) is context. The text equals ``render(messages, add_generation_prompt=False)``.
+    """
+    tpl = get_template(template)
+    text, spans = "", []
+    for m in tpl.fold_system(messages):
+        turn = tpl.turn(m["role"], m["content"])
+        if m["role"] == "assistant":
+            answer = m["content"] + tpl.stop[0]
+            if not turn.startswith(tpl.generation_prefix + answer):
+                raise ValueError(f"template '{tpl.name}' does not write an assistant turn as prefix + answer + stop")
+            start = len(text) + len(tpl.generation_prefix)
+            spans.append((start, start + len(answer)))
+        text += turn
+    return text, spans

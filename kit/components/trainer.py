@@ -1,0 +1,271 @@
+"""Adapters over transformers, peft and bitsandbytes for fine-tuning: base models, LoRA, batches, the loss.
+
+Base models come from three places: the embedded Gemma 3 270M (its GGUF, dequantised once into a cached
+Hugging Face folder, see FINDINGS), a random few-layer model built from a config (tests), or a hub id /
+local folder (the GPU presets), optionally loaded in 4-bit NF4 for QLoRA. Heavy imports stay inside
+functions so that importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kit.components.models import EMBEDDED_NAME, cache_dir, embedded_gguf
+from kit.errors import MissingDependency, ModelError
+
+IGNORE = -100  # label of a token the loss skips
+BASE_INFO = "kit-base.json"
+EMBEDDED_TOKENIZER = "gemma-3-270m-tokenizer"
+EMBEDDED_HF = "gemma-3-270m-hf"
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    """A random model built from a config: the architecture of a real one, a few layers, a few units wide."""
+
+    architecture: str  # "gemma3_text" or "llama"
+    layers: int
+    hidden_size: int
+    intermediate_size: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+
+
+def _publish(build: Callable[[Path], None], target: Path) -> Path:
+    """Build a folder under a temporary name next to ``target``, then rename it: never half-written."""
+    if (target / BASE_INFO).is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        build(tmp)
+        if (target / BASE_INFO).is_file():  # another process won the race
+            return target
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def embedded_tokenizer_dir() -> Path:
+    """The embedded model's tokenizer as a Hugging Face folder; read from the GGUF once (about 30 s)."""
+
+    def build(tmp: Path) -> None:
+        from transformers import AutoTokenizer
+
+        gguf = embedded_gguf()
+        AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(str(tmp))
+        (tmp / BASE_INFO).write_text(json.dumps({"source": EMBEDDED_NAME}), encoding="utf-8")
+
+    return _publish(build, cache_dir() / EMBEDDED_TOKENIZER)
+
+
+def embedded_hf_dir() -> Path:
+    """The embedded 270M as a plain Hugging Face folder (float32), dequantised from its GGUF once (about 1 min).
+
+    transformers loads the GGUF but refuses to save that model, so the weights move into a plain model
+    built from the same config without its ``quantization_config``.
+    """
+
+    def build(tmp: Path) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        gguf = embedded_gguf()
+        loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        config = loaded.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        plain = type(loaded)(config)
+        plain.load_state_dict(loaded.state_dict())
+        plain.save_pretrained(str(tmp))
+        for f in embedded_tokenizer_dir().iterdir():
+            if f.name != BASE_INFO:
+                shutil.copy2(f, tmp / f.name)
+        # The weights were Q4_K_M once: quantising them to 4 bits again breaks the model (FINDINGS).
+        info = {"source": EMBEDDED_NAME, "dequantized_from": "Q4_K_M"}
+        (tmp / BASE_INFO).write_text(json.dumps(info), encoding="utf-8")
+
+    return _publish(build, cache_dir() / EMBEDDED_HF)
+
+
+def base_info(base_dir: Path) -> dict[str, Any]:
+    """What kit knows about a base folder (where it came from, whether it was dequantised)."""
+    f = base_dir / BASE_INFO
+    return json.loads(f.read_text(encoding="utf-8")) if f.is_file() else {}
+
+
+def build_tiny(spec: TinySpec, tokenizer: Any, dest: Path, seed: int) -> Path:
+    """Save a random model of ``spec``'s architecture (and the tokenizer) into ``dest``."""
+    import torch
+    from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig
+
+    common = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": spec.hidden_size,
+        "intermediate_size": spec.intermediate_size,
+        "num_hidden_layers": spec.layers,
+        "num_attention_heads": spec.heads,
+        "num_key_value_heads": spec.kv_heads,
+        "head_dim": spec.head_dim,
+        "max_position_embeddings": 8192,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        "tie_word_embeddings": True,
+    }
+    if spec.architecture == "gemma3_text":
+        config: Any = Gemma3TextConfig(**common, query_pre_attn_scalar=spec.head_dim, sliding_window=512)
+    elif spec.architecture == "llama":
+        config = LlamaConfig(**common)
+    else:
+        raise ModelError(f"unknown tiny architecture '{spec.architecture}'", "use gemma3_text or llama")
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.save_pretrained(str(dest))
+    tokenizer.save_pretrained(str(dest))
+    (dest / BASE_INFO).write_text(json.dumps({"source": f"tiny {spec.architecture}"}), encoding="utf-8")
+    return dest
+
+
+def load_tokenizer(path: Path | str) -> Any:
+    """A fast tokenizer (offsets are needed to find the assistant's tokens), with a pad token."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(path))
+    if not tok.is_fast:
+        raise ModelError(f"the tokenizer of {path} is not a fast tokenizer", "use a model that ships tokenizer.json")
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(path: Path | str, dtype: str, quantize: str, device_map: Any = None) -> Any:
+    """The base causal LM; with ``quantize='nf4'`` its linear layers are 4-bit (QLoRA) via bitsandbytes."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch_dtype = getattr(torch, dtype)
+    kwargs: dict[str, Any] = {"dtype": torch_dtype}
+    if quantize == "nf4":
+        try:
+            from transformers import BitsAndBytesConfig
+        except ImportError:  # pragma: no cover - transformers always has it
+            raise MissingDependency("bitsandbytes is not installed", "pip install bitsandbytes") from None
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+        kwargs["device_map"] = device_map if device_map is not None else "cpu"
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    except OSError as exc:
+        raise ModelError(
+            f"could not load the base model '{path}': {exc}",
+            "name a local folder or a hub id that is in your Hugging Face cache (set training.base_model or --base)",
+        ) from None
+    model.config.use_cache = False
+    return model
+
+
+def add_lora(
+    model: Any, rank: int, alpha: int, dropout: float, targets: Sequence[str], quantized: bool, checkpointing: bool
+) -> Any:
+    """Wrap ``model`` with trainable LoRA matrices on ``targets``; everything else is frozen."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if quantized:
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
+    elif checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    missing = [t for t in targets if t not in names]
+    if missing:
+        raise ModelError(
+            f"LoRA targets {', '.join(missing)} are not layers of this model",
+            f"pick from e.g. {', '.join(sorted(n for n in names if n.endswith('_proj'))[:8])}",
+        )
+    config = LoraConfig(
+        r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets), task_type="CAUSAL_LM"
+    )
+    return get_peft_model(model, config)
+
+
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int) -> list[list[int]]:
+    """Batches of examples of similar length (little padding), in a random order fixed by ``seed``.
+
+    Examples are shuffled, sorted by length within windows of 32 batches, cut into batches, and the
+    batches shuffled again, so each epoch differs while padding stays small.
+    """
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    window = batch_size * 32
+    batches: list[list[int]] = []
+    for start in range(0, len(order), window):
+        part = sorted(order[start : start + window], key=lambda i: lengths[i], reverse=True)
+        batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(examples: Sequence[dict[str, list[int]]], pad_id: int) -> dict[str, Any]:
+    """Right-pad a batch to its longest example; padding gets no attention and no loss."""
+    import torch
+
+    width = max(len(e["input_ids"]) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, e in enumerate(examples):
+        n = len(e["input_ids"])
+        ids[row, :n] = torch.tensor(e["input_ids"])
+        labels[row, :n] = torch.tensor(e["labels"])
+        mask[row, :n] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def assistant_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
+    """Summed cross-entropy over the assistant's tokens, and how many there were.
+
+    Only positions that predict an assistant token go through the output layer: with a 262k-word
+    vocabulary and prompts full of retrieved documents, that layer would otherwise cost more than the
+    rest of the model (``logits_to_keep`` keeps the model's own forward, so DDP and soft-capping still apply).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    targets = batch["labels"][:, 1:]
+    keep = (targets != IGNORE).any(dim=0).nonzero().squeeze(-1)
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep)
+    picked = targets[:, keep]
+    n = int((picked != IGNORE).sum())
+    if n == 0:
+        return torch.zeros((), device=out.logits.device, requires_grad=True), 0
+    loss = F.cross_entropy(
+        out.logits.float().reshape(-1, out.logits.shape[-1]), picked.reshape(-1), ignore_index=IGNORE, reduction="sum"
+    )
+    return loss, n
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up, then cosine decay to 10% of the peak."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))

@@ -1,0 +1,1 @@
+"""Evaluation: does the small model do the job? Metrics, report and ship gate per domain."""

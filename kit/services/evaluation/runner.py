@@ -1,0 +1,198 @@
+"""Run a domain's eval set through the whole pipeline (guardrails, retrieval, model) for one model."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kit.components.chat_template import ChatMessage
+from kit.domain import Domain
+from kit.errors import KitError
+from kit.records import EvalItem
+from kit.services.evaluation.metrics import Scored, score
+from kit.settings import EMBEDDED, ModelSettings, OpenAIServer
+from kit.validation.files import read_jsonl
+
+SPEC_HELP = "use configured, base, tuned, a .gguf path, or openai:<base_url>#<model>"
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model to evaluate: how to build it, what to call it, what it costs."""
+
+    spec: str
+    label: str
+    settings: ModelSettings
+    size_bytes: int | None  # GGUF + adapters on disk; None for an endpoint
+
+    @property
+    def endpoint(self) -> bool:
+        return self.settings.server is not None
+
+
+@dataclass
+class Outcome:
+    """One item's reply and verdicts."""
+
+    item: EvalItem
+    answer: str
+    kind: str
+    sources: list[str]
+    scored: Scored
+    ttft_s: float
+    total_s: float
+    tokens_in: int
+    tokens_out: int
+
+
+@dataclass
+class ModelRun:
+    """All outcomes of one model, and the process's peak memory while it ran."""
+
+    choice: ModelChoice
+    outcomes: list[Outcome] = field(default_factory=list)
+    peak_rss_mb: float = 0.0
+    seconds: float = 0.0
+
+
+def choose(domain: Domain, spec: str, api_key_env: str = "OPENAI_API_KEY") -> ModelChoice:
+    """Parse a --model value into a ModelChoice."""
+    model = domain.spec.model
+    if spec.startswith("openai:"):
+        url, _, name = spec.removeprefix("openai:").partition("#")
+        if not url.startswith(("http://", "https://")) or not name:
+            raise KitError(
+                f"model '{spec}' is not openai:<base_url>#<model>", "e.g. openai:http://127.0.0.1:8080/v1#big"
+            )
+        server = OpenAIServer(base_url=url, model=name, api_key_env=api_key_env)
+        return ModelChoice(spec, name, model.model_copy(update={"server": server, "adapters": []}), None)
+    if spec in ("configured", "base", "tuned"):
+        if spec == "tuned" and not model.adapters:
+            raise KitError(
+                "the domain has no tuned adapter (model.adapters is empty)",
+                "run kit finetune and kit export, or evaluate 'base'",
+            )
+        settings = model.model_copy(update={"adapters": []}) if spec == "base" else model
+        return ModelChoice(spec, _label(domain, settings, spec), settings, _size(domain, settings))
+    path = Path(spec).expanduser().resolve()
+    if path.suffix != ".gguf" or not path.is_file():
+        raise KitError(f"model '{spec}' is neither a known name nor an existing .gguf file", SPEC_HELP)
+    settings = model.model_copy(update={"gguf": str(path), "adapters": [], "server": None})
+    return ModelChoice(spec, path.stem, settings, _size(domain, settings))
+
+
+def _label(domain: Domain, settings: ModelSettings, spec: str) -> str:
+    if settings.server is not None:
+        return settings.server.model
+    base = "gemma-3-270m" if settings.gguf == EMBEDDED else Path(settings.gguf).stem
+    return f"{base}+lora" if settings.adapters else base
+
+
+def _size(domain: Domain, settings: ModelSettings) -> int | None:
+    if settings.server is not None:
+        return None
+    from kit.components.llm import model_path
+
+    files = [model_path(settings.gguf, domain.root)] + [model_path(a.path, domain.root) for a in settings.adapters]
+    return sum(f.stat().st_size for f in files if f.is_file())
+
+
+def load_items(domain: Domain, limit: int | None = None) -> list[EvalItem]:
+    """The eval set (already checked by kit validate; problems here raise)."""
+    rel = domain.spec.eval.set
+    records, problems = read_jsonl(domain.path(rel), rel, EvalItem)
+    if problems:
+        from kit.errors import ValidationFailed
+
+        raise ValidationFailed(problems)
+    items = [item for _, item in records]
+    return _spread(items, limit) if limit else items
+
+
+def _spread(items: list[EvalItem], limit: int) -> list[EvalItem]:
+    """A subset keeping each kind represented (answers first, then the others in turn)."""
+    by_kind: dict[str, list[EvalItem]] = {}
+    for item in items:
+        by_kind.setdefault(item.expect, []).append(item)
+    picked: list[EvalItem] = []
+    while len(picked) < min(limit, len(items)):
+        for group in by_kind.values():
+            if group and len(picked) < limit:
+                picked.append(group.pop(0))
+    return picked
+
+
+def run_model(domain: Domain, choice: ModelChoice, items: Sequence[EvalItem], progress: bool = True) -> ModelRun:
+    """Every item through guardrails, retrieval and the model; peak RSS sampled meanwhile."""
+    from tqdm import tqdm
+
+    from kit.components.llm import build_engine
+    from kit.services.chat import ChatService
+
+    run = ModelRun(choice)
+    sampler = _PeakRss()
+    started = time.perf_counter()
+    with sampler:
+        service = ChatService.open(domain, build_engine(choice.settings, domain.root))
+        for item in tqdm(items, desc=choice.label, unit="q", disable=not progress, file=sys.stderr):
+            run.outcomes.append(_one(service, item))
+        del service
+    run.seconds = time.perf_counter() - started
+    run.peak_rss_mb = sampler.peak_mb
+    return run
+
+
+def _one(service: Any, item: EvalItem) -> Outcome:
+    history = [ChatMessage(role=m.role, content=m.content) for m in item.history]
+    reply = service.ask(item.question, history)
+    answer = reply.finish()
+    k = service.domain.spec.retrieval.k
+    query = " ".join([*[m.content for m in item.history if m.role == "user"][-1:], item.question])
+    retrieved = [c.source for c in service.retriever.retrieve(query, k)]
+    context = "\n".join([item.question, *(m.content for m in item.history), *(s.text for s in reply.sources)])
+    cited = [reply.sources[n - 1].source for n in reply.cited]
+    rule = reply.reason if reply.kind == "rule" else None
+    tokens_in = service.engine.count_tokens([reply.sent]) if reply.kind == "answer" else 0
+    return Outcome(
+        item=item, answer=answer, kind=reply.kind, sources=[s.label() for s in reply.sources],
+        scored=score(item, answer, reply.kind, rule, cited, context, retrieved),
+        ttft_s=reply.ttft_s or 0.0, total_s=reply.total_s or 0.0, tokens_in=tokens_in, tokens_out=reply.n_pieces,
+    )  # fmt: skip
+
+
+class _PeakRss:
+    """Samples this process's resident memory in a thread; the peak in MB."""
+
+    def __init__(self, every_s: float = 0.05) -> None:
+        self.every_s = every_s
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+
+    def __enter__(self) -> _PeakRss:
+        import psutil
+
+        proc = psutil.Process()
+
+        def sample() -> None:
+            while not self._stop.is_set():
+                self.peak_mb = max(self.peak_mb, proc.memory_info().rss / 2**20)
+                self._stop.wait(self.every_s)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def median(values: list[float]) -> float:
+    """Median, 0 for no values."""
+    return statistics.median(values) if values else 0.0

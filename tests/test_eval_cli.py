@@ -1,0 +1,115 @@
+"""`kit eval` end to end: an OpenAI-compatible endpoint, the embedded model, the gate, the HTML report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from openai_stub import cite, openai_stub
+
+
+def canned(prompt: str) -> str:
+    """A big model that gets the lantern right and the return window wrong."""
+    if "lantern" in prompt.rsplit("Question:", 1)[-1].lower():
+        return f"The Folding Lantern costs $32.00 {cite(prompt, 'docs/catalogue.csv')}."
+    return f"You can return unused items within 45 days {cite(prompt, 'docs/policies.md')}."
+
+
+@pytest.fixture
+def indexed_example(run_kit, example_copy: Path) -> Path:
+    assert run_kit("index", str(example_copy), "-q").code == 0
+    return example_copy
+
+
+def test_endpoint_model_metrics_and_gate(run_kit, indexed_example: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BIG_KEY", "sk-test")
+    with openai_stub(canned) as (url, requests):
+        args = ("eval", str(indexed_example), "--model", f"openai:{url}#big", "--api-key-env", "BIG_KEY", "-q")
+        result = run_kit(*args, "--json", "--price-per-mtok", "2.5")
+        assert result.code == 0, result.err
+        gated = run_kit(*args, "--gate")
+    row = json.loads(result.out)["big"]
+    assert row["answer_correctness"] == 0.5 and row["citation_correctness"] == 1.0
+    assert row["groundedness"] == 0.5 and row["invented_facts"] == 1
+    assert row["refusal_rate"] == 1.0 and row["handoff_accuracy"] == 1.0 and row["false_refusal_rate"] == 0.0
+    assert row["recall_at_k"] == 1.0 and row["model_size_mb"] is None
+    assert row["cost_per_1k_conversations"] > 0
+    assert len(requests) == 4  # only the two answer items reach the model, twice; guardrails answer the rest
+    assert all(r["auth"] == "Bearer sk-test" and r["body"]["model"] == "big" for r in requests)
+    assert gated.code == 1
+    assert "gate: big: answer_correctness 50% is below the minimum 50%" not in gated.err
+    assert "gate: big: groundedness 50% is below the minimum 80%" in gated.err
+
+
+def test_report_lists_failed_questions(run_kit, indexed_example: Path) -> None:
+    with openai_stub(canned) as (url, _):
+        report = indexed_example / "out" / "report.html"
+        assert (
+            run_kit("eval", str(indexed_example), "--model", f"openai:{url}#big", "-q", "--report", str(report)).code
+            == 0
+        )
+    page = report.read_text(encoding="utf-8")
+    assert 'id="metrics"' in page and "data:image/png;base64," in page
+    assert "ex-002" in page and "invented 45" in page and "45 days" in page
+    assert (indexed_example / "out" / "report.md").read_text().startswith("# Eval report: example-shop")
+    assert (indexed_example / "build" / "eval" / "latest.html").read_text(encoding="utf-8") == page
+
+
+def test_embedded_model_end_to_end(run_kit, indexed_example: Path) -> None:
+    spec = indexed_example / "domain.yaml"
+    spec.write_text(
+        spec.read_text().replace(
+            "  chat_template: gemma", "  chat_template: gemma\n  sampling:\n    max_tokens: 24\n    temperature: 0"
+        )
+    )
+    result = run_kit("eval", str(indexed_example), "--model", "base", "--limit", "3", "--json", "-q")
+    assert result.code == 0, result.err
+    row = json.loads(result.out)["gemma-3-270m"]
+    assert row["items"] == 3 and row["refusal_rate"] == 1.0 and row["handoff_accuracy"] == 1.0
+    assert 0 <= row["answer_correctness"] <= 1 and row["recall_at_k"] == 1.0
+    assert row["ttft_s"] > 0 and row["tokens_per_s"] > 0 and row["peak_rss_mb"] > 100
+    assert 200 < row["model_size_mb"] < 300
+
+
+def test_bad_model_spec_is_one_clear_line(run_kit, indexed_example: Path) -> None:
+    result = run_kit("eval", str(indexed_example), "--model", "gpt-big")
+    assert result.code == 1
+    assert result.err.startswith("error: model 'gpt-big' is neither a known name nor an existing .gguf file — ")
+    tuned = run_kit("eval", str(indexed_example), "--model", "tuned")
+    assert "has no tuned adapter" in tuned.err
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (see README, Tests)")
+def test_report_renders_in_headless_chromium(run_kit, indexed_example: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    with openai_stub(canned) as (url, _):
+        assert run_kit("eval", str(indexed_example), "--model", f"openai:{url}#big", "-q").code == 0
+    page = indexed_example / "build" / "eval" / "latest.html"
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    dom = subprocess.run(
+        ["chromium", *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    assert "<table" in dom and ">big</td>" in dom and "Gate" in dom
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        ["chromium", *flags, f"--screenshot={shot}", "--window-size=1280,1400", page.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    image = Image.open(shot).convert("RGB")
+    colours = image.getcolors(maxcolors=1 << 16) or []
+    assert len(colours) > 50  # a rendered table and plot, not a blank page
