@@ -25,8 +25,11 @@ install: $(STAMP)
 prepare: install
 	$(KIT) prepare
 
+# Ends in the chat UI on http://127.0.0.1:7860/ (Ctrl-C stops it).
 chat: prepare
 	$(KIT) validate $(DOMAIN)
+	$(KIT) index $(DOMAIN)
+	$(KIT) chat $(DOMAIN)
 
 test: prepare
 	$(PY) -m pytest

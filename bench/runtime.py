@@ -71,7 +71,7 @@ def generation_speed(service: ChatService, rounds: int) -> None:
     assert isinstance(engine, LlamaEngine)
     reply = service.ask(FIRST)
     prompt = engine.template.render([{"role": "system", "content": service.system}, reply.sent])
-    max_tokens = 128
+    max_tokens = 64
     kit_rates, bare_rates = [], []
     for _ in range(rounds):
         engine.llm.reset()

@@ -48,7 +48,7 @@ def test_a_wrong_price() -> None:
         CONTEXT,
         ["docs/catalogue.csv"],
     )
-    assert (s.correct, s.cited_right, s.invented) == (False, True, ["139.00"])
+    assert (s.correct, s.cited_right, s.invented) == (False, True, ["$139.00"])
 
 
 def test_citing_the_wrong_source() -> None:

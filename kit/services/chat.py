@@ -178,9 +178,9 @@ class ChatService:
         from kit.components.llm import build_engine
         from kit.services.retrieve import Retriever as IndexRetriever
 
+        engine = engine or build_engine(domain.spec.model, domain.root)  # first: a bad model file fails at once
         retriever = IndexRetriever.open(domain)
         embedder = Embedder(domain.spec.retrieval.embedding_model)
-        engine = engine or build_engine(domain.spec.model, domain.root)
         return cls(domain, engine, retriever, Guardrails(domain.spec, embedder.embed))
 
     def ask(self, question: str, history: Sequence[ChatMessage] = ()) -> Reply:

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from kit.records import EvalItem
+from kit.services.facts import facts, number, unsupported
+
 
 # numbers not inside an identifier (NW-TNT-0042) or a word; 1,299.00 is one number
-NUMBER_RE = re.compile(r"(?<![\w.-])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w-])")
-IDENT_RE = re.compile(r"\b[A-Z]{2,}(?:-[A-Z0-9]+)+\b")
-DATE_RE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
-
-
 @dataclass(frozen=True)
 class Scored:
     """The verdicts on one answer."""
@@ -30,26 +27,16 @@ class Scored:
     retrieved_source: bool | None = None
 
 
-def _number(text: str) -> Decimal | None:
-    try:
-        return Decimal(text.replace(",", ""))
-    except InvalidOperation:
-        return None
-
-
 def numbers(text: str) -> set[Decimal]:
-    """Every number in a text, by value (1,299.00 → 1299)."""
-    found = (_number(m) for m in NUMBER_RE.findall(text))
-    return {n.normalize() for n in found if n is not None}
+    """Every number in a text, by value (1,299.00 → 1299); identifiers' digits are not numbers."""
+    return {f.key for f in facts(text) if f.kind == "number" and isinstance(f.key, Decimal)}
 
 
 def fact_present(fact: str, answer: str) -> bool:
-    """Whether the answer states the fact: numbers exactly by value, text case-insensitively."""
-    value = _number(fact.strip().lstrip("$€£"))
-    if value is not None and re.fullmatch(r"[$€£]?-?[\d,]+(?:\.\d+)?", fact.strip()):
-        return value.normalize() in numbers(answer)
-    squash = lambda s: " ".join(s.casefold().split())  # noqa: E731
-    return squash(fact) in squash(answer)
+    """Whether the answer states the fact: numbers exactly by value, text case- and space-insensitively."""
+    if re.fullmatch(r"[$€£]?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?", fact.strip()):
+        return number(fact) in numbers(answer)
+    return " ".join(fact.casefold().split()) in " ".join(answer.casefold().split())
 
 
 def correct(item: EvalItem, answer: str) -> bool:
@@ -63,16 +50,8 @@ def cited_right(item: EvalItem, cited_sources: list[str]) -> bool:
 
 
 def invented(answer: str, context: str) -> list[str]:
-    """Numbers, dates and identifiers in the answer that the context does not hold."""
-    known = numbers(context)
-    out = [n for n in NUMBER_RE.findall(answer) if (v := _number(n)) is not None and v.normalize() not in known]
-    out += [i for i in IDENT_RE.findall(answer) if i.casefold() not in context.casefold()]
-    out += [d for d in DATE_RE.findall(answer) if d not in context]
-    return list(dict.fromkeys(x for x in out if not _is_citation(x, answer)))
-
-
-def _is_citation(token: str, answer: str) -> bool:
-    return bool(re.search(rf"\[{re.escape(token)}\]", answer))
+    """Numbers, prices, dates and identifiers in the answer that the context does not hold."""
+    return unsupported(answer, context)
 
 
 def behaved(item: EvalItem, kind: str, rule: str | None) -> bool:

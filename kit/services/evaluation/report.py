@@ -96,7 +96,8 @@ def html_report(
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Eval report: {e(domain)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}
-.ok{{color:#166534}}.bad{{color:#b91c1c}}details{{margin:.4em 0}}pre{{white-space:pre-wrap;background:#f8fafc;padding:.5em}}
+.ok{{color:#166534}}.bad{{color:#b91c1c}}details{{margin:.4em 0}}
+pre{{white-space:pre-wrap;background:#f8fafc;padding:.5em}}
 </style></head><body><h1>Eval report: {e(domain)}</h1><p id="verdict">{e(verdict)}</p>
 <table id="metrics"><tr><th>model</th>{head}</tr>{body}</table>
 <h2>Quality against cost, latency and size</h2><img id="plot" alt="quality plot" src="data:image/png;base64,{png}">
