@@ -8,7 +8,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 export ANONYMIZED_TELEMETRY := False
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install prepare chat test test-slow lint
+.PHONY: install prepare chat test test-slow test-image lint
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -36,6 +36,12 @@ test: prepare
 
 test-slow: prepare
 	$(PY) -m pytest -m slow
+
+# Builds the image with buildah from a debootstrap base (cached in ~/.cache/kit/image) and runs it with podman.
+# tests/image/host_tools.sh installs debootstrap, buildah, podman and runc with apt-get when missing.
+test-image: prepare
+	bash tests/image/host_tools.sh
+	$(PY) -m pytest -m image tests/image -v
 
 lint: install
 	$(VENV)/bin/ruff check kit tests bench

@@ -39,7 +39,7 @@ FIRST = "How long do I have to return an item?"
 FOLLOW = "And how long does standard delivery take?"
 
 
-def ttft(pieces) -> tuple[float, int, float]:  # noqa: ANN001
+def ttft(pieces) -> tuple[float, int, float]:
     """(seconds to the first piece, pieces, seconds from first to last piece) of a stream."""
     start = time.perf_counter()
     first, n = None, 0
@@ -53,17 +53,29 @@ def ttft(pieces) -> tuple[float, int, float]:  # noqa: ANN001
 def kv_reuse(service: ChatService, rounds: int) -> None:
     engine = service.engine
     assert isinstance(engine, LlamaEngine)
-    warm, cold = [], []
+    warm, cold, evaluated = [], [], []
     for _ in range(rounds):
         engine.llm.reset()
         first = service.ask(FIRST)
         first.finish()
         follow = service.ask(FOLLOW, first.history())
+        evaluated.append(_new_tokens(engine))
         warm.append(ttft(follow)[0])
         engine.llm.reset()  # same follow-up prompt, nothing cached
         cold.append(ttft(service.ask(FOLLOW, first.history()))[0])
     w, c = statistics.median(warm), statistics.median(cold)
     print(f"ttft follow-up: reused prefix {w:.3f} s, cold {c:.3f} s, ratio {w / c:.2f}x (goal <= 0.5x)")
+    new, total = evaluated[-1]
+    print(f"  prompt tokens evaluated on the follow-up: {new} of {total} ({new / total:.2f}x)")
+
+
+def _new_tokens(engine: LlamaEngine) -> tuple[int, int]:
+    """(tokens llama.cpp must evaluate, prompt tokens) for the prompt of the last ask, given the cache."""
+    cached, prompt = list(engine.llm._input_ids), engine.tokens(engine.last_prompt)
+    shared = 0
+    while shared < min(len(cached), len(prompt)) and cached[shared] == prompt[shared]:
+        shared += 1
+    return len(prompt) - shared, len(prompt)
 
 
 def generation_speed(service: ChatService, rounds: int) -> None:

@@ -29,6 +29,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "export": ("export", "Export a fine-tune run as a GGUF and check llama.cpp runs it."),
     "synth": ("synth", "Make training conversations from the documents (templates or a teacher model)."),
     "eval": ("eval", "Score models on the domain's eval set; report and ship gate."),
+    "package": ("package", "Build the domain's assistant into an offline container image."),
 }
 
 

