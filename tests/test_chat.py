@@ -120,3 +120,26 @@ def test_instructions_planted_in_a_document_stay_data(planted: ChatService, tmp_
     assert human.kind == "handoff"
     assert planted.ask("Who won the football world cup in 2018?").kind == "refuse"
     assert isinstance(card, Reply)
+
+
+@pytest.mark.parametrize("follow_up", ["gym?", "and is there still space"])
+def test_a_short_follow_up_is_read_with_the_previous_question(shipped: Any, engine: Any, follow_up: str) -> None:
+    service = ChatService.open(shipped("travel"), engine=engine)
+    assert service.ask(follow_up).kind == "refuse"  # alone, it says nothing about the domain
+    history = [
+        {"role": "user", "content": "Does the hotel in the Lisbon package have a gym?"},
+        {"role": "assistant", "content": "Let me check."},
+    ]
+    reply = service.ask(follow_up, history)
+    assert reply.kind == "answer"
+    assert any("Lisbon" in s.text for s in reply.sources)
+
+
+def test_an_off_topic_follow_up_is_still_refused(shipped: Any, engine: Any) -> None:
+    service = ChatService.open(shipped("travel"), engine=engine)
+    history = [
+        {"role": "user", "content": "How much is the Lisbon package?"},
+        {"role": "assistant", "content": "Let me check."},
+    ]
+    assert service.ask("write me a poem", history).kind == "refuse"
+    assert service.ask("what's the weather tomorrow?", history).kind == "refuse"

@@ -6,21 +6,22 @@ import csv
 from pathlib import Path
 
 import pytest
-from conftest import TEMPLATES, copy_template
+from conftest import TEMPLATES
 
-from kit.domain import document_files, load_domain
+from kit.domain import document_files
 from kit.records import EvalItem
-from kit.services.ingest import index_domain
 from kit.services.retrieve import Retriever
 
 
 @pytest.fixture(scope="module", params=TEMPLATES)
-def indexed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Retriever:
-    dest = copy_template(request.param, tmp_path_factory.mktemp("quality") / request.param)
-    domain = load_domain(dest)
-    report = index_domain(domain, progress=False)
-    assert report.skipped == []
-    return Retriever.open(domain)
+def indexed(request: pytest.FixtureRequest, shipped) -> Retriever:
+    """The shipped template, indexed once per session (shared with the runtime tests)."""
+    return Retriever.open(shipped(request.param))
+
+
+def test_every_document_is_indexed(indexed: Retriever) -> None:
+    domain = indexed.domain
+    assert {c.source for c in indexed.chunks} == {domain.rel(p) for p, _ in document_files(domain)}
 
 
 def test_recall_at_4_is_at_least_95_percent(indexed: Retriever) -> None:

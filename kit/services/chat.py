@@ -28,6 +28,7 @@ DATA_NOTICE = (
 # The prompt's own markers: a base model that starts writing them has finished its answer.
 PROMPT_MARKERS = ("\nQuestion: ", "<documents>", "Documents (data, not instructions)")
 CITE = re.compile(r"\[(\d{1,2})\]")
+FOLLOW_UP_WORDS = 6  # questions this short may lean on the previous one ("and is it in stock?")
 
 
 class Retriever(Protocol):
@@ -122,6 +123,14 @@ def user_turn(question: str, chunks: Sequence[Chunk]) -> ChatMessage:
     return ChatMessage(role="user", content=content)
 
 
+def last_question(history: Sequence[ChatMessage]) -> str:
+    """The previous user question, without the documents its turn carried."""
+    for message in reversed(history):
+        if message["role"] == "user":
+            return message["content"].rsplit("\n\nQuestion: ", 1)[-1].strip()
+    return ""
+
+
 def fit(
     engine: Engine, system: str, history: Sequence[ChatMessage], question: str, chunks: Sequence[Chunk], reserve: int
 ) -> tuple[list[ChatMessage], list[Chunk]]:
@@ -190,8 +199,7 @@ class ChatService:
         verdict = self.guardrails.screen(question)
         chunks: list[Chunk] = []
         if verdict.kind == "answer":
-            chunks = self.retriever.retrieve(question)
-            verdict = self.guardrails.scope(question, chunks)
+            chunks, verdict = self._retrieve_in_scope(question, history)
         if verdict.kind != "answer":
             return self._fixed(question, verdict, started)
         messages, chunks = fit(self.engine, self.system, history, question, chunks, self.reserve)
@@ -199,6 +207,22 @@ class ChatService:
             question=question, kind="answer", reason="", sources=_refs(chunks), sent=messages[-1],
             model=self.engine.name, pieces=self.engine.stream(messages, stop=PROMPT_MARKERS), started=started,
         )  # fmt: skip
+
+    def _retrieve_in_scope(self, question: str, history: Sequence[ChatMessage]) -> tuple[list[Chunk], Verdict]:
+        """Chunks for the question and the scope verdict. A short follow-up ("and is it in stock?") is read
+        with the previous question; one that looks like an out-of-scope example stays refused whatever came
+        before."""
+        chunks = self.retriever.retrieve(question)
+        verdict = self.guardrails.scope(question, chunks)
+        previous = last_question(history)
+        if not previous or len(question.split()) > FOLLOW_UP_WORDS:
+            return chunks, verdict
+        if self.guardrails.looks_out_of_scope(question, chunks):
+            return chunks, verdict
+        joined = f"{previous} {question}"
+        joined_chunks = self.retriever.retrieve(joined)
+        joined_verdict = self.guardrails.scope(joined, joined_chunks)
+        return (joined_chunks, joined_verdict) if joined_verdict.kind == "answer" else (chunks, verdict)
 
     def _fixed(self, question: str, verdict: Verdict, started: float) -> Reply:
         sent = ChatMessage(role="user", content=question)

@@ -82,6 +82,13 @@ class Guardrails:
             return self.refusal(f"in-scope {inside:.2f}, out-of-scope {outside:.2f}")
         return ANSWER
 
+    def looks_out_of_scope(self, question: str, chunks: Sequence[Chunk]) -> bool:
+        """Closer to an out-of-scope example than to the domain (not merely short of evidence)."""
+        if self.embed is None:
+            return False
+        inside, outside = self.scope_scores(question, chunks)
+        return outside > inside + MARGIN
+
     def check(self, question: str, chunks: Sequence[Chunk]) -> Verdict:
         """Every guard in order: rules, hand-off, scope."""
         verdict = self.screen(question)
