@@ -73,6 +73,14 @@ class ChatUI:
         if turn is not None:
             self.store.rate(turn, bool(data.liked))
 
+    def eval_report(self) -> tuple[str, str | None]:
+        """The domain's latest eval report (Markdown and plot), or how to make one."""
+        from kit.services.evaluation.report import latest
+
+        domain = self.service.domain
+        text, plot = latest(domain.build_dir / "eval")
+        return text or f"No eval report yet — run: `kit eval {domain.root}`", str(plot) if plot else None
+
     def new_chat(self) -> tuple[Any, ...]:
         return self.greeting(), "", "", [], new_conversation(), {}
 
@@ -97,7 +105,7 @@ def build_app(service: ChatService, store: FeedbackStore) -> gr.Blocks:
     with gr.Blocks(title=brand.title, analytics_enabled=False) as app:
         gr.Markdown(f"# {brand.title}\n{brand.description}")
         history, conv, turns = gr.State([]), gr.State(new_conversation), gr.State({})
-        with gr.Row():
+        with gr.Tab("Chat"), gr.Row():
             with gr.Column(scale=3):
                 chat = gr.Chatbot(ui.greeting(), label=service.domain.spec.persona.assistant_name, height=480)
                 box = gr.Textbox(placeholder="Ask a question…", show_label=False, submit_btn=True)
@@ -107,6 +115,14 @@ def build_app(service: ChatService, store: FeedbackStore) -> gr.Blocks:
             with gr.Column(scale=2):
                 status = gr.Markdown(f"Model: `{service.engine.name}`", elem_id="kit-status")
                 sources = gr.Markdown("", elem_id="kit-sources")
+        with gr.Tab("Eval report"):
+            report_md, report_plot = (
+                gr.Markdown(elem_id="kit-eval"),
+                gr.Image(label="Quality against cost", type="filepath"),
+            )
+            refresh = gr.Button("Reload the latest report", variant="secondary")
+        refresh.click(ui.eval_report, None, [report_md, report_plot])
+        app.load(ui.eval_report, None, [report_md, report_plot])
         outputs = [box, chat, sources, status, history, conv, turns]
         box.submit(ui.respond, [box, chat, history, conv, turns], outputs, api_name="chat")
         chat.like(ui.like, [turns], None)

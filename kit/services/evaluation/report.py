@@ -78,7 +78,7 @@ def plot_png(rows: list[dict[str, Any]]) -> bytes:
 
 
 def html_report(
-    domain: str, rows: list[dict[str, Any]], runs: list[ModelRun], verdict: str, failures: list[str]
+    domain: str, rows: list[dict[str, Any]], runs: list[ModelRun], verdict: str, failures: list[str], png: bytes
 ) -> str:
     """One self-contained HTML page (the plot is inlined)."""
     e = html.escape
@@ -87,7 +87,7 @@ def html_report(
         f"<tr><td>{e(r['model'])}</td>" + "".join(f"<td>{_cell(r[k], t)}</td>" for k, _, t in COLUMNS) + "</tr>"
         for r in rows
     )
-    png = base64.b64encode(plot_png(rows)).decode()
+    inline = base64.b64encode(png).decode()
     gate = (
         "<p class=ok>Gate passed.</p>"
         if not failures
@@ -100,7 +100,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{t
 pre{{white-space:pre-wrap;background:#f8fafc;padding:.5em}}
 </style></head><body><h1>Eval report: {e(domain)}</h1><p id="verdict">{e(verdict)}</p>
 <table id="metrics"><tr><th>model</th>{head}</tr>{body}</table>
-<h2>Quality against cost, latency and size</h2><img id="plot" alt="quality plot" src="data:image/png;base64,{png}">
+<h2>Quality against cost, latency and size</h2><img id="plot" alt="quality plot" src="data:image/png;base64,{inline}">
 <h2>Gate</h2>{gate}<h2>Failed questions</h2>{_failures(runs)}</body></html>"""
 
 
@@ -147,8 +147,10 @@ def write(
 ) -> tuple[Path, Path]:
     """Write report.html and report.md (and keep the latest copy in ``folder``); return both paths."""
     folder.mkdir(parents=True, exist_ok=True)
-    page = html_report(domain, rows, runs, verdict, failures)
+    png = plot_png(rows)
+    page = html_report(domain, rows, runs, verdict, failures, png)
     summary = markdown(domain, rows, verdict, failures)
+    (folder / "latest.png").write_bytes(png)
     html_path = html_path or folder / "latest.html"
     html_path.parent.mkdir(parents=True, exist_ok=True)
     html_path.write_text(page, encoding="utf-8")
@@ -158,3 +160,9 @@ def write(
         (folder / "latest.html").write_text(page, encoding="utf-8")
         (folder / "latest.md").write_text(summary, encoding="utf-8")
     return html_path, md_path
+
+
+def latest(folder: Path) -> tuple[str | None, Path | None]:
+    """The latest report's Markdown summary and plot in ``folder`` (None where there is none yet)."""
+    md, png = folder / "latest.md", folder / "latest.png"
+    return (md.read_text(encoding="utf-8") if md.is_file() else None), (png if png.is_file() else None)
