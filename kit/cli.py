@@ -25,9 +25,9 @@ VERBS: dict[str, tuple[str, str]] = {
     "ask": ("ask", "Answer one question with its sources (--json for timings)."),
     "chat": ("chat", "Chat with a domain's assistant in the browser (or --terminal)."),
     "serve": ("serve", "Serve the chat UI and an OpenAI-compatible API on one port."),
+    "synth": ("synth", "Make training conversations from the documents (templates or a teacher model)."),
     "finetune": ("finetune", "Fine-tune a LoRA adapter on the domain's conversations."),
     "export": ("export", "Export a fine-tune run as a GGUF and check llama.cpp runs it."),
-    "synth": ("synth", "Make training conversations from the documents (templates or a teacher model)."),
     "eval": ("eval", "Score models on the domain's eval set; report and ship gate."),
     "package": ("package", "Build the domain's assistant into an offline container image."),
 }
@@ -62,6 +62,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
     Examples:
       kit new retail my-shop           copy the retail template
       kit validate my-shop             check every file, list all problems
+      kit index my-shop                index its documents for search
+      kit chat my-shop                 chat with it in the browser
+      kit finetune my-shop             specialise the small model with LoRA
+      kit eval my-shop --gate          is it good enough to ship?
     """
     ctx.obj = {"debug": debug}
 
