@@ -41,7 +41,7 @@ test-slow: prepare
 # tests/image/host_tools.sh installs debootstrap, buildah, podman and runc with apt-get when missing.
 test-image: prepare
 	bash tests/image/host_tools.sh
-	$(PY) -m pytest -m image tests/image -v
+	$(PY) -m pytest -m image tests/image -v -s
 
 lint: install
 	$(VENV)/bin/ruff check kit tests bench

@@ -135,8 +135,8 @@ def test_prebuilt_wheels_of_the_installed_versions_are_found(tmp_path: Path) -> 
 
 def test_build_commands_per_builder(tmp_path: Path) -> None:
     buildah = package.build_command("buildah", tmp_path, "shop:1", ["BASE_IMAGE=x"], ["--layers"])
-    assert buildah == ["buildah", "bud", "--layers", "--build-arg", "BASE_IMAGE=x", "-t", "shop:1",
-                       "-f", str(tmp_path / "Dockerfile"), str(tmp_path)]  # fmt: skip
+    assert buildah == ["buildah", "bud", "--format", "docker", "--layers", "--build-arg", "BASE_IMAGE=x",
+                       "-t", "shop:1", "-f", str(tmp_path / "Dockerfile"), str(tmp_path)]  # fmt: skip
     assert package.build_command("docker", tmp_path, "t", [], [])[:2] == ["docker", "build"]
     assert "podman run" in package.run_command("buildah", "t") and "-v kit-data:/data" in package.run_command(
         "docker", "t"

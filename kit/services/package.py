@@ -260,8 +260,10 @@ def builder() -> str:
 def build_command(tool: str, ctx: Path, tag: str, build_args: list[str], extra: list[str]) -> list[str]:
     """The build command line for ``tool``."""
     verb = ["buildah", "bud"] if tool == "buildah" else [tool, "build"]
+    # buildah and podman write OCI images by default, which drop the Dockerfile's HEALTHCHECK.
+    fmt = ["--format", "docker"] if tool in ("buildah", "podman") else []
     args = [a for kv in build_args for a in ("--build-arg", kv)]
-    return [*verb, *extra, *args, "-t", tag, "-f", str(ctx / "Dockerfile"), str(ctx)]
+    return [*verb, *fmt, *extra, *args, "-t", tag, "-f", str(ctx / "Dockerfile"), str(ctx)]
 
 
 def image_size(tool: str, tag: str) -> int | None:

@@ -112,15 +112,21 @@ def wait_ready(name: str, url: str | None, timeout: float = 300) -> float:
     raise AssertionError(f"{name} did not answer within {timeout} s")
 
 
-def start(image: str, name: str, *options: str, publish: bool = True) -> Iterator[Container]:
+def start(image: str, name: str, *options: str, reach: str = "published") -> Iterator[Container]:
+    """Run the image with credentials; reach it on a published 127.0.0.1 port, the container's IP, or only inside."""
     from runtime_fixtures import free_port
 
     port = free_port()
     creds = ["-e", f"KIT_API_KEY={KEY}", "-e", f"KIT_UI_USER={USER}", "-e", f"KIT_UI_PASSWORD={PASSWORD}"]
-    ports = ["-p", f"127.0.0.1:{port}:7860"] if publish else []
+    ports = ["-p", f"127.0.0.1:{port}:7860"] if reach == "published" else []
     sh("podman", "rm", "-f", name, check=False)
     sh(*PODMAN, "run", "-d", "--name", name, *LIMITS, *ports, *creds, *options, image)
-    url = f"http://127.0.0.1:{port}" if publish else None
+    url = None
+    if reach == "published":
+        url = f"http://127.0.0.1:{port}"
+    elif reach == "ip":
+        ip = sh("podman", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name)
+        url = f"http://{ip.stdout.strip()}:7860"
     try:
         cold = wait_ready(name, f"{url}/" if url else None)
         yield Container(name, url or "", cold)
@@ -180,21 +186,44 @@ def test_the_licences_and_the_offline_settings_travel_in_the_image(running: Cont
     assert manifest["domain"] == "example-shop" and not manifest["unknown_licences"]
 
 
+OUTBOUND = "import socket; socket.create_connection(('deb.debian.org', 80), timeout=5)"
+ASK_INSIDE = (
+    "import json, urllib.request as u\n"
+    "body = json.dumps({'messages': [{'role': 'user', 'content': 'How long do returns take?'}]}).encode()\n"
+    f"req = u.Request('http://127.0.0.1:7860/v1/chat/completions', body, "
+    f"{{'Authorization': 'Bearer {KEY}', 'Content-Type': 'application/json'}})\n"
+    "print(json.load(u.urlopen(req, timeout=120))['choices'][0]['message']['content'])\n"
+)
+
+
 def test_it_answers_with_no_network_at_all(image: str) -> None:
-    """`--network none`: only loopback inside; the API is reached from within the container."""
-    for container in start(image, "kit-image-test-offline", "--network", "none", publish=False):
-        probe = (
-            "import json, urllib.request as u\n"
-            "body = json.dumps({'messages': [{'role': 'user', 'content': 'How long do returns take?'}]}).encode()\n"
-            f"req = u.Request('http://127.0.0.1:7860/v1/chat/completions', body, "
-            f"{{'Authorization': 'Bearer {KEY}', 'Content-Type': 'application/json'}})\n"
-            "print(json.load(u.urlopen(req, timeout=120))['choices'][0]['message']['content'])\n"
-        )
-        assert container.exec("python3", "-c", probe).strip()
+    """`--network none`: only loopback exists. podman drops -p in this mode, so the API is asked from inside."""
+    for container in start(image, "kit-image-test-none", "--network", "none", reach="inside"):
+        assert container.exec("python3", "-c", ASK_INSIDE).strip()
         links = container.exec("cat", "/proc/net/dev")
         assert "lo:" in links and "eth0" not in links
-        outbound = "import socket; socket.create_connection(('deb.debian.org', 80), timeout=5)"
-        assert sh("podman", "exec", container.name, "python3", "-c", outbound, check=False).returncode != 0
+        assert sh("podman", "exec", container.name, "python3", "-c", OUTBOUND, check=False).returncode != 0
+
+
+@pytest.fixture(scope="module")
+def internal_network() -> Iterator[str]:
+    name = "kit-image-test-internal"
+    sh("podman", "network", "rm", "-f", name, check=False)
+    sh("podman", "network", "create", "--internal", name)
+    yield name
+    sh("podman", "network", "rm", "-f", name, check=False)
+
+
+def test_on_a_network_without_a_way_out_only_its_port_is_reachable(image: str, internal_network: str) -> None:
+    """An --internal network has no route out; the host reaches the app's one port on the container's address.
+
+    (Publishing that port on the host's 127.0.0.1 does not work on podman's internal CNI networks.)
+    """
+    for container in start(image, "kit-image-test-internal", "--network", internal_network, reach="ip"):
+        assert chat(container.url, KEY).status_code == 200
+        assert chat(container.url, None).status_code == 401
+        failed = sh("podman", "exec", container.name, "python3", "-c", OUTBOUND, check=False)
+        assert failed.returncode != 0 and ("unreachable" in failed.stderr or "resolution" in failed.stderr)
 
 
 def test_it_refuses_to_start_without_credentials(image: str) -> None:
