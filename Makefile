@@ -43,6 +43,15 @@ test-image: prepare
 	bash tests/image/host_tools.sh
 	$(PY) -m pytest -m image tests/image -v -s
 
+# Fuzzing (hypothesis, then atheris for KIT_FUZZ_SECONDS per target) and fault injection; a few minutes.
+# Figures and cases: docs/RELIABILITY.md. kill -9 during indexing is the one test_index.py already has.
+.PHONY: test-reliability
+test-reliability: prepare
+	$(PY) -m pytest -m reliability tests/test_fuzz.py tests/test_faults.py --hypothesis-show-statistics -rP
+	$(PY) -m pytest -m reliability tests/test_load.py
+	$(VENV)/bin/pip-audit -l --skip-editable --progress-spinner off
+	$(PY) -m pytest tests/test_index.py::test_kill_during_indexing_then_complete
+
 lint: install
 	$(VENV)/bin/ruff check kit tests bench
 	$(VENV)/bin/ruff format --check kit tests bench

@@ -1,7 +1,7 @@
 """Training throughput and peak memory: `kit finetune` vs a plain transformers Trainer + peft baseline.
 
-Same base model, same LoRA settings, same examples in the same order (the ones kit trained on, read
-back from its run folder), so both see the same real tokens. The baseline is the usual recipe: the
+Same base model, same LoRA settings, same examples (the ones kit trained on, read back from its run
+folder, one pass over them), so both see the same real tokens. The baseline is the usual recipe: the
 Trainer, labels masked to the assistant's tokens, every example padded to the longest one of the
 set (``padding="max_length"`` with max_length fitted to the data), full logits. kit uses
 length-grouped batches and computes the output layer only where the assistant speaks.
@@ -63,8 +63,8 @@ def baseline(run_dir: Path, steps: int) -> dict:
                       target_modules=p.lora.targets, task_type="CAUSAL_LM")  # fmt: skip
     model = get_peft_model(model, lora)
     args = TrainingArguments(
-        output_dir=tempfile.mkdtemp(), per_device_train_batch_size=p.batch_size, max_steps=steps,
-        learning_rate=p.lr, save_strategy="no", report_to=[], logging_steps=steps, use_cpu=True,
+        output_dir=tempfile.mkdtemp(), per_device_train_batch_size=p.batch_size, num_train_epochs=1,
+        learning_rate=p.lr, save_strategy="no", report_to=[], logging_steps=1000, use_cpu=True,
         dataloader_drop_last=False, remove_unused_columns=False,
     )  # fmt: skip
     trainer = Trainer(model=model, args=args, train_dataset=rows)

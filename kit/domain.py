@@ -66,15 +66,24 @@ def read_spec(spec_file: Path) -> tuple[DomainSpec | None, list[Problem]]:
         return None, [Problem(shown, 0, f"is not UTF-8 text (byte {exc.start})", "save it as UTF-8")]
     try:
         doc = Located(text)
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        what = f"holds a character YAML does not allow (U+{code:04X})"
+        return None, [Problem(shown, line, what, "remove it or put the value in quotes with an escape")]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 0
-        what = f"is not valid YAML: {getattr(exc, 'problem', None) or exc}"
+        what = " ".join(f"is not valid YAML: {getattr(exc, 'problem', None) or exc}".split())
         return None, [Problem(shown, line, what, "check indentation and quoting on that line")]
+    except RecursionError:
+        return None, [Problem(shown, 0, "is nested too deeply to read", "flatten the nested lists and mappings")]
     if not isinstance(doc.data, dict):
         return None, [Problem(shown, 1, "must be a mapping of keys to values", "start from data_templates/")]
     try:
         spec = DomainSpec.model_validate(doc.data, context={"root": spec_file.parent})
+    except RecursionError:
+        return None, [Problem(shown, 0, "is nested too deeply to read", "flatten the nested lists and mappings")]
     except ValidationError as exc:
         found = problems_of(exc, DomainSpec)
         return None, [Problem(shown, doc.line_of(loc), what, hint) for loc, what, hint in found]

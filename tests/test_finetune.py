@@ -206,7 +206,7 @@ def test_qlora_trains_lora_on_a_4bit_llama(tmp_path: Path, tokenizer) -> None:
         (loss / n).backward()
         optimizer.step()
         optimizer.zero_grad()
-        losses.append(float(loss) / n)
+        losses.append(float(loss.detach()) / n)
     assert any(not torch.equal(a, b) for a, b in zip(before, lora, strict=True))
     assert losses[-1] < losses[0]
 

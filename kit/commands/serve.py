@@ -3,7 +3,8 @@
 Credentials come from the environment or from files (Docker secrets): ``KIT_API_KEY`` or
 ``KIT_API_KEY_FILE`` guard /v1; ``KIT_UI_USER`` and ``KIT_UI_PASSWORD`` (or ``KIT_UI_PASSWORD_FILE``)
 put a login in front of the UI. Bound to anything but loopback, the server refuses to start without
-both unless ``KIT_ALLOW_NO_AUTH=1`` says serving openly is intended.
+both unless ``KIT_ALLOW_NO_AUTH=1`` says serving openly is intended. Limits on what a client may send
+and how often (``kit.server.Limits``) come from ``KIT_MAX_BODY_BYTES``, ``KIT_RATE_PER_MINUTE`` and the like.
 """
 
 from __future__ import annotations
@@ -86,14 +87,15 @@ def run_server(domain_dir: str, host: str, port: int, api_key: str | None) -> No
     """Load the domain's service and serve UI and API until interrupted."""
     import uvicorn
 
-    from kit.server import build_server
+    from kit.server import Limits, build_server
     from kit.services.chat import ChatService
 
     login = ui_login()
     check_auth(host, api_key, login)
+    limits = Limits.from_env()
     check_port(host, port)
     service = ChatService.open(load_domain(domain_dir))
-    app = build_server(service, api_key, login)
+    app = build_server(service, api_key, login, limits)
     click.echo(f"serving {service.domain.name} on http://{host}:{port}/ (API at http://{host}:{port}/v1)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
@@ -108,6 +110,11 @@ def command(domain_dir: str, host: str, port: int, api_key: str | None) -> None:
 
     Beyond 127.0.0.1 it needs an API key and a UI login ($KIT_API_KEY, $KIT_UI_USER,
     $KIT_UI_PASSWORD, or *_FILE secrets), or KIT_ALLOW_NO_AUTH=1.
+
+    Limits (environment): KIT_RATE_PER_MINUTE and KIT_RATE_BURST per client
+    (429 beyond), KIT_MAX_BUSY answers at once on the API and KIT_QUEUE_SIZE
+    on the UI (503 "busy, retry" beyond), KIT_MAX_BODY_BYTES (413 beyond),
+    KIT_MAX_MESSAGES and KIT_MAX_MESSAGE_CHARS.
 
     \b
     Examples:

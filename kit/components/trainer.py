@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 import os
 import random
@@ -102,6 +103,11 @@ def embedded_hf_dir() -> Path:
     return _publish(build, cache_dir() / EMBEDDED_HF)
 
 
+def quiet_bitsandbytes() -> None:
+    """peft imports bitsandbytes, whose CPU backend warns that an optional hub kernel is absent; kit never wants it."""
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+
 def base_info(base_dir: Path) -> dict[str, Any]:
     """What kit knows about a base folder (where it came from, whether it was dequantised)."""
     f = base_dir / BASE_INFO
@@ -161,6 +167,7 @@ def load_model(path: Path | str, dtype: str, quantize: str, device_map: Any = No
     import torch
     from transformers import AutoModelForCausalLM
 
+    quiet_bitsandbytes()
     torch_dtype = getattr(torch, dtype)
     kwargs: dict[str, Any] = {"dtype": torch_dtype}
     if quantize == "nf4":
@@ -190,6 +197,7 @@ def add_lora(
     model: Any, rank: int, alpha: int, dropout: float, targets: Sequence[str], quantized: bool, checkpointing: bool
 ) -> Any:
     """Wrap ``model`` with trainable LoRA matrices on ``targets``; everything else is frozen."""
+    quiet_bitsandbytes()
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if quantized:

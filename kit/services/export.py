@@ -168,10 +168,13 @@ def convert_merged(run: Run, tmp: Path, quant: str, out_dir: Path) -> Path:
 def merge_to_f16(run: Run, tmp: Path) -> Path:
     """peft's merge of the adapter into the base (float32), saved and converted by convert_hf_to_gguf.py."""
     import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
 
     from kit.components.converters import run_script
+    from kit.components.trainer import quiet_bitsandbytes
+
+    quiet_bitsandbytes()
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
 
     hf = tmp / "merged-hf"
     base = AutoModelForCausalLM.from_pretrained(run.info["base_dir"], dtype=torch.float32)

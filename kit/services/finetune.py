@@ -178,20 +178,34 @@ def ground(conv: Conversation, system: str, retriever: Any, counter: TokenCounte
     msgs = [m for m in conv.messages if m.role != "system"]  # the runtime's own system prompt is used
     last_user = max(i for i, m in enumerate(msgs) if m.role == "user")
     history: list[ChatMessage] = []
+    previous = ""
     for m in msgs[:last_user]:
         if m.role == "user":
-            history.append(user_turn(m.content, retriever.retrieve(m.content, k)))
+            history.append(user_turn(m.content, retriever.retrieve(query_for(m.content, previous), k)))
+            previous = m.content
         else:
             history.append(ChatMessage(role="assistant", content=m.content))
     question = msgs[last_user].content.strip()
     answer = "\n\n".join(m.content for m in msgs[last_user + 1 :])
     stop = counter.template.stop[0]
     reserve = len(counter.tokenizer(answer + stop, add_special_tokens=False)["input_ids"]) + 2
+    chunks = retriever.retrieve(query_for(question, previous), k)
     try:
-        messages, _ = fit(counter, system, history, question, retriever.retrieve(question, k), reserve)
+        messages, _ = fit(counter, system, history, question, chunks, reserve)
     except ContextOverflow:
         return None
     return [*messages, ChatMessage(role="assistant", content=answer)]
+
+
+def query_for(question: str, previous: str) -> str:
+    """What retrieval is asked, as the runtime asks it: a short follow-up is read with the previous question.
+
+    (The runtime also falls back to the bare question when the joined one looks out of scope; training,
+    with no guardrails loaded, always joins.)
+    """
+    from kit.services.chat import FOLLOW_UP_WORDS
+
+    return f"{previous} {question}" if previous and len(question.split()) <= FOLLOW_UP_WORDS else question
 
 
 def tokenise(messages: list[ChatMessage], tokenizer: Any, template: str, where: str) -> Example:
@@ -428,10 +442,18 @@ def setup(
         "kit_version": __version__, "domain": domain.name, "domain_dir": str(domain.root), "preset": preset_name,
         "hparams": preset.model_dump(), "base": str(base_name), "base_dir": str(base_dir),
         "chat_template": template, "train_examples": len(train), "val_examples": len(val),
+        "data_sha256": {rel: file_sha256(domain.path(rel)) for rel in domain.spec.training.conversations},
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "finished": False, "step": 0,
     }  # fmt: skip
     run.save_info()
     return Setup(run, preset, template, base_dir, tokenizer, train, val)
+
+
+def file_sha256(path: Path) -> str:
+    """The data's fingerprint: retrain when it changes."""
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def resolve_base(preset: Preset, domain: Domain, flag: str | None, preset_name: str) -> str:
@@ -507,6 +529,8 @@ def reopen(run: Run, overrides: dict[str, Any]) -> Setup:
     tokenizer = load_tokenizer(embedded_tokenizer_dir() if same else run.path("tokenizer"))
     ckpt = latest_checkpoint(run)
     step = read_step(ckpt) if ckpt else 0
+    if ckpt is None:  # killed before the first checkpoint: start over, forgetting the old log
+        run.path("loss.jsonl").write_text("", encoding="utf-8")
     return Setup(run, preset, run.info["chat_template"], base_dir, tokenizer, train, val, step)
 
 
@@ -527,11 +551,12 @@ def read_step(ckpt: Path) -> int:
 
 def fit(s: Setup, domain: Domain, progress: bool) -> None:
     """The training loop: optimizer steps over length-grouped batches, val loss, checkpoints, resume."""
+    from kit.components.trainer import add_lora, load_model, lr_factor, quiet_bitsandbytes
+
+    quiet_bitsandbytes()  # before accelerate, which imports bitsandbytes
     import torch
     from accelerate import Accelerator
     from tqdm.auto import tqdm
-
-    from kit.components.trainer import add_lora, load_model, lr_factor
 
     p, run = s.preset, s.run
     acc = Accelerator()

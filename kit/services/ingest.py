@@ -9,11 +9,13 @@ duplicates.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -99,18 +101,41 @@ def index_domain(domain: Domain, progress: bool = True) -> IndexReport:
     previous = read_manifest(domain)
     chunks += _kept_from_skipped(previous, {rel for rel, _ in skipped}, model)
     report = IndexReport(files=files, chunks=len(chunks), skipped=skipped)
-    store = _fresh_store(domain, previous, model)
-    existing = store.ids()
-    new = [c for c in chunks if c.id not in existing]
-    stale = existing - {c.id for c in chunks}
-    _count(report, new, stale, previous, existing)
-    if new:
-        _embed_and_store(store, Embedder(model), new, progress)
-    if stale:
-        store.delete(sorted(stale))
+    with _disk_full_is_an_error(domain):
+        store = _fresh_store(domain, previous, model)
+        existing = store.ids()
+        new = [c for c in chunks if c.id not in existing]
+        stale = existing - {c.id for c in chunks}
+        _count(report, new, stale, previous, existing)
+        if new:
+            _embed_and_store(store, Embedder(model), new, progress)
+        if stale:
+            store.delete(sorted(stale))
     write_manifest(domain, chunks, model)
     report.seconds = time.perf_counter() - started
     return report
+
+
+DISK_FULL = ("disk is full", "no space left", "disk full", "quota exceeded")
+
+
+@contextmanager
+def _disk_full_is_an_error(domain: Domain) -> Iterator[None]:
+    """A full disk under the vector store (sqlite's or the OS's words for it) as a KitError, not a traceback.
+
+    The manifest is written only after the store, so search keeps reading the last complete index.
+    """
+    try:
+        yield
+    except Exception as exc:
+        full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        if not (full or any(words in str(exc).lower() for words in DISK_FULL)):
+            raise
+        raise KitError(
+            f"the disk holding {domain.build_dir} is full; indexing stopped before it finished",
+            "free some space and run `kit index` again: the previous index is still in use, and chunks already "
+            "stored are not embedded twice",
+        ) from None
 
 
 def _kept_from_skipped(previous: dict | None, skipped: set[str], model: str) -> list[Chunk]:

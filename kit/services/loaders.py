@@ -15,6 +15,7 @@ from pathlib import Path
 from kit.chunk import Chunk
 from kit.services.chunking import sections, split
 from kit.settings import Retrieval, TableSchema
+from kit.validation.files import jsonl_lines
 
 TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".text", ".rst"}
 SUFFIXES = TEXT_SUFFIXES | {".csv", ".html", ".htm", ".pdf", ".jsonl"}
@@ -122,13 +123,13 @@ def _row_chunk(doc: Document, row: dict[str, str], id_column: str, filters: list
 
 def _faq(doc: Document, text: str) -> list[Chunk]:
     chunks: list[Chunk] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(jsonl_lines(text), start=1):
         if not line.strip():
             continue
         try:
             entry = json.loads(line)
             question, answer = str(entry["question"]).strip(), str(entry["answer"]).strip()
-        except (json.JSONDecodeError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise Skip(f"line {number} is not a FAQ entry with 'question' and 'answer'") from None
         meta = {"category": str(entry["category"])} if entry.get("category") else {}
         chunks.append(

@@ -31,6 +31,14 @@ def read_text(path: Path, shown: str) -> tuple[str | None, list[Problem]]:
         return None, [Problem(shown, line, f"is not UTF-8 text (byte {exc.start})", "save the file as UTF-8")]
 
 
+def jsonl_lines(text: str) -> list[str]:
+    """The lines of a JSONL text, split at newlines only.
+
+    ``str.splitlines`` also splits at U+2028, U+0085 and form feeds, which JSON allows raw inside strings.
+    """
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
 def read_jsonl(
     path: Path, shown: str, model: type[M], describe: Describe | None = None
 ) -> tuple[list[tuple[int, M]], list[Problem]]:
@@ -39,13 +47,16 @@ def read_jsonl(
     if text is None:
         return [], problems
     records: list[tuple[int, M]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(jsonl_lines(text), start=1):
         if not line.strip():
             continue
         try:
             raw = json.loads(line)
         except json.JSONDecodeError as exc:
             problems.append(Problem(shown, number, f"is not valid JSON ({exc.msg})", "write one JSON object per line"))
+            continue
+        except RecursionError:
+            problems.append(Problem(shown, number, "is nested too deeply to read", "flatten the nested lists"))
             continue
         if not isinstance(raw, dict):
             problems.append(Problem(shown, number, "is not a JSON object", "write one {...} object per line"))

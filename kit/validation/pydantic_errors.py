@@ -2,29 +2,41 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+
+# pydantic names its validator wrappers in an error's location ("function-after[_shape(), ...]"); not the user's keys.
+VALIDATOR_STEP = re.compile(r"function-(after|before|wrap|plain)\[.*\]", re.DOTALL)
 
 
 def field_name(loc: tuple[str | int, ...]) -> str:
     """``('model', 'adapters', 0, 'path')`` → ``model.adapters[0].path``."""
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        out += f"[{part}]" if isinstance(part, int) else (f".{printable(part)}" if out else printable(part))
     return out or "(top level)"
+
+
+def printable(part: object) -> str:
+    """A key as one printable line: control characters and line breaks escaped (a key may hold any)."""
+    text = str(part)
+    return text if text.isprintable() else repr(text)[1:-1]
 
 
 def describe(error: Any, model: type[BaseModel]) -> tuple[tuple[str | int, ...], str, str]:
     """(location, what is wrong, how to fix) for one pydantic error."""
-    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     kind = error["type"]
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and VALIDATOR_STEP.fullmatch(p)))
+    if kind == "extra_forbidden" and not loc:  # a user's key that looks like a validator step
+        loc = tuple(error["loc"])
     name = field_name(loc)
     if kind == "extra_forbidden":
         parent = loc[:-1]
         allowed = _allowed_keys(model, parent)
         hint = f"remove it or use one of: {', '.join(allowed)}" if allowed else "remove it"
-        return loc, f"unknown key '{loc[-1]}'" + (f" in '{field_name(parent)}'" if parent else ""), hint
+        return loc, f"unknown key '{printable(loc[-1])}'" + (f" in '{field_name(parent)}'" if parent else ""), hint
     if kind == "missing":
         return loc, f"'{name}' is required but missing", f"add `{loc[-1]}:`"
     msg = error["msg"].removeprefix("Value error, ")
