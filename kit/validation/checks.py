@@ -10,6 +10,7 @@ from kit.errors import Problem
 from kit.records import Conversation, EvalItem, FaqEntry
 from kit.settings import TableSchema
 from kit.validation.files import read_csv, read_jsonl, read_text
+from kit.validation.pydantic_errors import printable
 
 NUMBER_RE = re.compile(r"^-?\d+(\.\d+)?$")
 ROLE_HINT = 'use "user", "assistant" or "system"'
@@ -57,7 +58,7 @@ def check_eval(domain: Domain) -> list[Problem]:
                 Problem(
                     rel,
                     line,
-                    f"duplicate id '{item.id}' (first on line {seen[item.id]})",
+                    f"duplicate id '{printable(item.id)}' (first on line {seen[item.id]})",
                     "give every eval item its own id",
                 )
             )
@@ -67,7 +68,7 @@ def check_eval(domain: Domain) -> list[Problem]:
                 Problem(
                     rel,
                     line,
-                    f"rule '{item.rule}' is not a rule in domain.yaml",
+                    f"rule '{printable(item.rule)}' is not a rule in domain.yaml",
                     f"use one of: {', '.join(sorted(rules)) or '(none defined)'}",
                 )
             )
@@ -78,7 +79,7 @@ def check_eval(domain: Domain) -> list[Problem]:
                 Problem(
                     rel,
                     line,
-                    f"source '{item.source}' is not one of the domain's documents",
+                    f"source '{printable(item.source)}' is not one of the domain's documents",
                     "name a file listed under retrieval.sources, relative to the domain",
                 )
             )
@@ -92,7 +93,7 @@ def check_eval(domain: Domain) -> list[Problem]:
                     Problem(
                         rel,
                         line,
-                        f"expected fact '{fact}' does not occur in {item.source}",
+                        f"expected fact '{printable(fact)}' does not occur in {item.source}",
                         "quote the fact exactly as the document writes it",
                     )
                 )
@@ -112,8 +113,8 @@ def check_table(path: Path, shown: str, schema: TableSchema | None) -> list[Prob
             Problem(
                 shown,
                 1,
-                f"required column '{column}' is missing",
-                f"add it to the header (columns now: {', '.join(header)})",
+                f"required column '{printable(column)}' is missing",
+                f"add it to the header (columns now: {', '.join(map(printable, header))})",
             )
         )
     if missing:
@@ -128,7 +129,7 @@ def check_table(path: Path, shown: str, schema: TableSchema | None) -> list[Prob
                 Problem(
                     shown,
                     line,
-                    f"duplicate {schema.id_column} '{key}' (first on line {seen[key]})",
+                    f"duplicate {schema.id_column} '{printable(key)}' (first on line {seen[key]})",
                     f"give every row its own {schema.id_column}",
                 )
             )
@@ -139,7 +140,7 @@ def check_table(path: Path, shown: str, schema: TableSchema | None) -> list[Prob
                     Problem(
                         shown,
                         line,
-                        f"{column} '{row[column]}' is not a number",
+                        f"{column} '{printable(row[column])}' is not a number",
                         "write a plain number such as 49.99, without currency signs",
                     )
                 )

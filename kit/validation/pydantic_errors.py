@@ -20,7 +20,7 @@ def field_name(loc: tuple[str | int, ...]) -> str:
 
 
 def printable(part: object) -> str:
-    """A key as one printable line: control characters and line breaks escaped (a key may hold any)."""
+    """A key or value as one printable line: control characters and line breaks escaped (a user's may hold any)."""
     text = str(part)
     return text if text.isprintable() else repr(text)[1:-1]
 
