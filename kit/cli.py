@@ -7,6 +7,7 @@ User mistakes end as one line, ``error: <what> — <what to do next>``, and a no
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 
@@ -75,6 +76,8 @@ def main() -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # bitsandbytes (fine-tuning only) warns about optional GPU kernels whenever transformers imports it.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     debug = "--debug" in sys.argv[1:3]
     try:
         cli.main(standalone_mode=False)
