@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from kit.records import CatalogueRow, Conversation, EvalItem, FaqEntry
 from kit.settings import DomainSpec
+from kit.validation.pydantic_errors import inner_model
 
 SCHEMAS: dict[str, type[BaseModel]] = {
     "domain.schema.json": DomainSpec,
@@ -53,7 +54,7 @@ def _tables(model: type[BaseModel], prefix: str, seen: set[type[BaseModel]]) -> 
         path = f"{prefix}{name}"
         default = "required" if field.is_required() else _show(field.get_default(call_default_factory=True))
         rows.append(f"| `{path}` | {_type_name(field.annotation)} | {default} | {field.description or ''} |")
-        inner = _inner_model(field.annotation)
+        inner = inner_model(field.annotation)
         if inner is not None and inner not in seen:
             nested.append((f"{path}{'[]' if _is_list(field.annotation) else ''}.", inner))
     out = [f"`{prefix.rstrip('.') or model.__name__}` — {(model.__doc__ or '').strip()}\n", *rows, ""]
@@ -80,16 +81,6 @@ def _type_name(annotation: Any) -> str:
 
 def _is_list(annotation: Any) -> bool:
     return getattr(annotation, "__origin__", None) is list
-
-
-def _inner_model(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _inner_model(arg)
-        if found is not None:
-            return found
-    return None
 
 
 def render_readme(current: str) -> str:
