@@ -70,7 +70,9 @@ def test_embedded_model_end_to_end(run_kit, indexed_example: Path) -> None:
     row = json.loads(result.out)["gemma-3-270m"]
     assert row["items"] == 3 and row["refusal_rate"] == 1.0 and row["handoff_accuracy"] == 1.0
     assert 0 <= row["answer_correctness"] <= 1 and row["recall_at_k"] == 1.0
-    assert row["ttft_s"] > 0 and row["tokens_per_s"] > 0 and row["peak_rss_mb"] > 100
+    assert row["ttft_s"] > 0 and row["peak_rss_mb"] > 100
+    # speed is measured on answers the output guard let through; the base model's may all be withheld
+    assert row["tokens_per_s"] > 0 or row["withheld_rate"] == 1.0
     assert 200 < row["model_size_mb"] < 300
 
 

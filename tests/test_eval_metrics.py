@@ -84,9 +84,11 @@ def test_refuse_and_rule_items_score_behaviour_only() -> None:
     assert not score(rule, "never share", "rule", "other_rule", [], "", []).behaved
 
 
-def _outcome(item: EvalItem, answer: str, kind: str, cited: list[str], total_s: float = 2.0) -> Outcome:
-    s = score(item, answer, kind, None, cited, CONTEXT, ["docs/catalogue.csv"])
-    return Outcome(item, answer, kind, [], s, ttft_s=0.5, total_s=total_s, tokens_in=400, tokens_out=31)
+def _outcome(
+    item: EvalItem, answer: str, kind: str, cited: list[str], total_s: float = 2.0, withheld: bool = False
+) -> Outcome:
+    s = score(item, "" if withheld else answer, kind, None, cited, CONTEXT, ["docs/catalogue.csv"])
+    return Outcome(item, answer, kind, withheld, [], s, ttft_s=0.5, total_s=total_s, tokens_in=400, tokens_out=31)
 
 
 def test_summary_gate_and_verdict() -> None:
@@ -105,6 +107,7 @@ def test_summary_gate_and_verdict() -> None:
     assert row["citation_correctness"] == round(2 / 3, 4)
     assert row["groundedness"] == 0.5 and row["invented_facts"] == 1
     assert row["false_refusal_rate"] == round(1 / 3, 4) and row["refusal_rate"] == 1.0
+    assert row["withheld_rate"] == 0.0
     assert row["handoff_accuracy"] is None and row["recall_at_k"] == 1.0
     assert row["ttft_s"] == 0.5 and row["tokens_per_s"] == 20.0 and row["model_size_mb"] == 250.0
     assert row["cost_per_1k_conversations"] == 0.02  # 2 s a question at $0.036/h, 1,000 times
@@ -119,3 +122,12 @@ def test_summary_gate_and_verdict() -> None:
         "small reaches 67% of big's correctness (33% vs 50%) at 1/40 of the cost "
         "($0.02 vs $0.80 per 1,000 conversations)."
     )
+
+
+def test_a_withheld_answer_counts_as_withheld_not_correct() -> None:
+    run = ModelRun(ModelChoice("base", "small", ModelSettings(), None), [
+        _outcome(ITEM, "Sorry, I can't share that. [1] docs/catalogue.csv — 149.00", "answer", [], withheld=True),
+        _outcome(ITEM, "$149.00, 2 years [1]", "answer", ["docs/catalogue.csv"]),
+    ])  # fmt: skip
+    row = summarize(run, price_per_hour=0.036, price_per_mtok=1.0)
+    assert row["withheld_rate"] == 0.5 and row["answer_correctness"] == 0.5 and row["citation_correctness"] == 0.5

@@ -135,3 +135,13 @@ def test_symlink_outside_the_domain_is_skipped(tmp_path: Path) -> None:
     (domain / "link.md").symlink_to(outside)
     with pytest.raises(Skip, match="symlink points outside the domain folder"):
         load(Document(domain / "link.md", "link.md"), SETTINGS, domain)
+
+
+def test_pdf_whose_page_tree_loops_is_skipped(tmp_path: Path) -> None:
+    """A PDF whose page tree refers to itself is skipped with a reason, not a traceback."""
+    pdf = write_pdf(tmp_path / "loop.pdf", ["one page"])
+    data = pdf.read_bytes()
+    pdf.write_bytes(data.replace(b"/Kids [4 0 R]", b"/Kids [2 0 R]"))
+    assert b"/Kids [2 0 R]" in pdf.read_bytes()
+    with pytest.raises(Skip, match="corrupt or unreadable PDF"):
+        chunks_of(pdf)

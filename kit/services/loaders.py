@@ -169,7 +169,7 @@ def _html(text: str) -> tuple[str, str]:
 
 def _pdf(doc: Document, data: bytes, settings: Retrieval) -> list[Chunk]:
     from pypdf import PdfReader
-    from pypdf.errors import DependencyError, PdfReadError
+    from pypdf.errors import DependencyError, PyPdfError
 
     try:
         reader = PdfReader(io.BytesIO(data))
@@ -180,7 +180,7 @@ def _pdf(doc: Document, data: bytes, settings: Retrieval) -> list[Chunk]:
         raise
     except DependencyError:
         raise Skip("encrypted PDF (AES needs the `cryptography` package); save an unencrypted copy") from None
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError, RecursionError) as exc:
         raise Skip(f"corrupt or unreadable PDF ({type(exc).__name__})") from None
     chunks: list[Chunk] = []
     title = doc.path.stem.replace("-", " ").replace("_", " ").title()

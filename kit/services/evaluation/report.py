@@ -14,6 +14,7 @@ COLUMNS = (
     ("answer_correctness", "correct", "pct"), ("citation_correctness", "cited right", "pct"),
     ("groundedness", "grounded", "pct"), ("invented_facts", "invented facts", "int"),
     ("refusal_rate", "refusals", "pct"), ("false_refusal_rate", "false refusals", "pct"),
+    ("withheld_rate", "withheld", "pct"),
     ("handoff_accuracy", "hand-offs", "pct"), ("rule_accuracy", "rules", "pct"),
     ("recall_at_k", "recall@k", "pct"), ("ttft_s", "first token s", "num"), ("tokens_per_s", "tokens/s", "num"),
     ("peak_rss_mb", "peak RSS MB", "num"), ("model_size_mb", "size MB", "num"),
@@ -133,6 +134,7 @@ def _why(o: Any) -> list[str]:
     reasons += ["facts missing"] if s.correct is False and s.behaved else []
     reasons += ["wrong or no citation"] if s.cited_right is False and s.behaved else []
     reasons += [f"invented {', '.join(s.invented)}"] if s.invented else []
+    reasons += ["withheld by the output guard"] if o.withheld else []
     return reasons
 
 

@@ -43,6 +43,7 @@ class Outcome:
     item: EvalItem
     answer: str
     kind: str
+    withheld: bool  # the output guard replaced the model's answer with its notice
     sources: list[str]
     scored: Scored
     ttft_s: float
@@ -149,18 +150,24 @@ def run_model(domain: Domain, choice: ModelChoice, items: Sequence[EvalItem], pr
 
 
 def _one(service: Any, item: EvalItem) -> Outcome:
+    from kit.services.chat import CITE, WITHHELD
+
     history = [ChatMessage(role=m.role, content=m.content) for m in item.history]
     reply = service.ask(item.question, history)
-    answer = reply.finish()
+    shown = reply.finish()
+    # a withheld answer is scored on what reached the customer before the notice, not on the notice's source list
+    answer = shown.split(WITHHELD)[0].rstrip() if reply.withheld else shown
     k = service.domain.spec.retrieval.k
     query = " ".join([*[m.content for m in item.history if m.role == "user"][-1:], item.question])
     retrieved = [c.source for c in service.retriever.retrieve(query, k)]
     context = "\n".join([item.question, *(m.content for m in item.history), *(s.text for s in reply.sources)])
-    cited = [reply.sources[n - 1].source for n in reply.cited]
+    numbers = dict.fromkeys(int(n) for n in CITE.findall(answer))
+    cited = [reply.sources[n - 1].source for n in numbers if 1 <= n <= len(reply.sources)]
     rule = reply.reason if reply.kind == "rule" else None
     tokens_in = service.engine.count_tokens([reply.sent]) if reply.kind == "answer" else 0
     return Outcome(
-        item=item, answer=answer, kind=reply.kind, sources=[s.label() for s in reply.sources],
+        item=item, answer=shown, kind=reply.kind, withheld=bool(reply.withheld),
+        sources=[s.label() for s in reply.sources],
         scored=score(item, answer, reply.kind, rule, cited, context, retrieved),
         ttft_s=reply.ttft_s or 0.0, total_s=reply.total_s or 0.0, tokens_in=tokens_in, tokens_out=reply.n_pieces,
     )  # fmt: skip

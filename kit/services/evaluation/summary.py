@@ -28,7 +28,7 @@ def summarize(run: ModelRun, price_per_hour: float, price_per_mtok: float) -> di
     """Every metric for one model (rates in 0..1; None where the eval set has no such item)."""
     answers = [o for o in run.outcomes if o.item.expect == "answer"]
     answered = [o for o in answers if o.kind == "answer"]
-    timed = [o for o in run.outcomes if o.kind == "answer" and o.tokens_out > 0]
+    timed = [o for o in run.outcomes if o.kind == "answer" and o.tokens_out > 1 and not o.withheld]
     seconds_per_q = sum(o.total_s for o in run.outcomes) / max(len(run.outcomes), 1)
     tokens_per_q = sum(o.tokens_in + o.tokens_out for o in run.outcomes) / max(len(run.outcomes), 1)
     per_conv = tokens_per_q * price_per_mtok / 1e6 if run.choice.endpoint else seconds_per_q * price_per_hour / 3600
@@ -42,10 +42,11 @@ def summarize(run: ModelRun, price_per_hour: float, price_per_mtok: float) -> di
         "invented_facts": sum(len(o.scored.invented) for o in answered),
         "refusal_rate": _share([o.scored.behaved for o in run.outcomes if o.item.expect == "refuse"]),
         "false_refusal_rate": _share([o.kind != "answer" for o in answers]),
+        "withheld_rate": _share([o.withheld for o in answered]),
         "handoff_accuracy": _share([o.scored.behaved for o in run.outcomes if o.item.expect == "handoff"]),
         "rule_accuracy": _share([o.scored.behaved for o in run.outcomes if o.item.expect == "rule"]),
         "recall_at_k": _share([bool(o.scored.retrieved_source) for o in answers]),
-        "ttft_s": round(median([o.ttft_s for o in timed]), 4),
+        "ttft_s": round(median([o.ttft_s for o in answered]), 4),
         "tokens_per_s": round(median([(o.tokens_out - 1) / max(o.total_s - o.ttft_s, 1e-9) for o in timed]), 2),
         "peak_rss_mb": round(run.peak_rss_mb, 1),
         "model_size_mb": round(run.choice.size_bytes / 2**20, 1) if run.choice.size_bytes is not None else None,
