@@ -165,11 +165,6 @@ def test_missing_or_corrupt_adapter_fails_in_one_line_then_runs_without_it(index
     assert done.returncode == 0 and done.stdout.strip(), done.stderr[-2000:]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kit/components/models.py check_gguf: a missing LoRA adapter's hint says "
-    "'set model.gguf in domain.yaml', not model.adapters",
-)
 def test_a_missing_adapter_deleted_after_validation_names_the_adapter_setting(tmp_path: Path) -> None:
     from kit.components.llm import build_engine
     from kit.components.models import embedded_gguf

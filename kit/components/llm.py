@@ -119,8 +119,9 @@ def _sampling(s: Sampling) -> dict[str, Any]:
 
 def _load_llama(settings: ModelSettings, path: Path, adapters: list[Path]) -> Any:
     """Build the ``llama_cpp.Llama``; a missing or corrupt file is a ModelError, found before llama.cpp."""
-    for p in (path, *adapters):
-        check_gguf(p)
+    check_gguf(path)
+    for adapter in adapters:
+        check_gguf(adapter, "model.adapters")
     import llama_cpp
 
     try:

@@ -57,10 +57,11 @@ def _looks_like_gguf(path: Path) -> bool:
         return f.read(4) == GGUF_MAGIC
 
 
-def check_gguf(path: Path) -> None:
-    """Raise ModelError when ``path`` is missing or is not a GGUF file (a cheap check before llama.cpp)."""
+def check_gguf(path: Path, setting: str = "model.gguf") -> None:
+    """Raise ModelError when ``path`` is missing or is not a GGUF file (a cheap check before llama.cpp);
+    the hint names the domain.yaml ``setting`` that points at it."""
     if not path.is_file():
-        raise ModelError(f"model file {path} does not exist", "set model.gguf in domain.yaml to a .gguf file")
+        raise ModelError(f"model file {path} does not exist", f"set {setting} in domain.yaml to a .gguf file")
     if path.stat().st_size < 1024 or not _looks_like_gguf(path):
         raise ModelError(
             f"model file {path} is not a GGUF model (corrupt or wrong format)",
