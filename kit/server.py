@@ -297,10 +297,19 @@ def completion_body(reply: Reply, model: str, cid: str) -> dict[str, Any]:
     return {
         "id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 0, "completion_tokens": reply.n_pieces, "total_tokens": reply.n_pieces},
+        "usage": usage(reply),
         "sources": info["sources"],
         "kit": {k: info[k] for k in ("kind", "refused", "handoff", "rule", "cited", "withheld")},
     }  # fmt: skip
+
+
+def usage(reply: Reply) -> dict[str, int]:
+    """OpenAI's token counts; completion tokens are the streamed pieces (one token each from llama.cpp)."""
+    return {
+        "prompt_tokens": reply.prompt_tokens,
+        "completion_tokens": reply.n_pieces,
+        "total_tokens": reply.prompt_tokens + reply.n_pieces,
+    }
 
 
 def stream_events(reply: Reply, model: str, cid: str, store: FeedbackStore, done: Callable[[], None]) -> Iterator[str]:
@@ -326,7 +335,8 @@ def _events(reply: Reply, model: str, cid: str, store: FeedbackStore) -> Iterato
     store.record(new_conversation(), reply)
     last = {"index": 0, "delta": {}, "finish_reason": "stop"}
     body = completion_body(reply, model, cid)
-    yield f"data: {json.dumps({**head, 'choices': [last], 'sources': body['sources'], 'kit': body['kit']})}\n\n"
+    extra = {"sources": body["sources"], "kit": body["kit"], "usage": body["usage"]}
+    yield f"data: {json.dumps({**head, 'choices': [last], **extra})}\n\n"
     yield "data: [DONE]\n\n"
 
 

@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -247,3 +248,84 @@ def test_masking_a_long_message_does_not_hang(unit: str) -> None:
         subprocess.run([sys.executable, "-c", MASK_LONG, unit], timeout=10, check=True, cwd=ROOT)
     except subprocess.TimeoutExpired:
         pytest.fail(f"mask_pii on {unit!r} x 40000 did not finish in 10 s")
+
+
+def start_finetune(domain_dir: Path, run: Path) -> subprocess.Popen[str]:
+    """A long `tiny` run, a checkpoint after every step, in its own process."""
+    args = ["finetune", str(domain_dir), "--preset", "tiny", "--max-steps", "1000", "--save-every", "1",
+            "--eval-every", "1000", "--out", str(run), "-q"]  # fmt: skip
+    return subprocess.Popen([*KIT, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+def wait_for(path: Path, proc: subprocess.Popen[str], timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.02)
+
+
+def checkpoint_steps(run: Path) -> list[int]:
+    names = [p.name.removeprefix("step-") for p in (run / "checkpoints").glob("step-*")]
+    return sorted(int(n) for n in names if n.isdigit())
+
+
+def resume(domain_dir: Path, run: Path, steps: int) -> dict:
+    done = kit("finetune", str(domain_dir), "--out", str(run), "--resume", "--max-steps", str(steps), "-q")
+    assert done.returncode == 0, done.stderr[-2000:]
+    info = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    assert info["finished"] and info["step"] == steps
+    train = [e["step"] for e in map(json.loads, (run / "loss.jsonl").read_text().splitlines()) if e["split"] == "train"]
+    assert train == list(range(1, steps + 1))  # every step logged once: none lost, none repeated
+    return info
+
+
+def test_kill_9_during_finetuning_keeps_the_checkpoints_and_resume_completes(indexed_example: Path) -> None:
+    run = indexed_example / "build" / "runs" / "killed"
+    proc = start_finetune(indexed_example, run)
+    wait_for(run / "checkpoints" / "step-000003", proc)
+    proc.kill()
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    steps = checkpoint_steps(run)
+    assert steps and steps[-1] >= 3
+    resume(indexed_example, run, steps[-1] + 2)
+    assert (run / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_sigterm_during_finetuning_saves_a_checkpoint_and_says_how_to_resume(indexed_example: Path) -> None:
+    run = indexed_example / "build" / "runs" / "stopped"
+    proc = start_finetune(indexed_example, run)
+    wait_for(run / "checkpoints" / "step-000002", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in err, err[-2000:]
+    line = next(x for x in err.splitlines() if x.startswith("error: interrupted at step "))
+    step = int(line.removeprefix("error: interrupted at step ").split()[0])
+    assert "--resume" in line and checkpoint_steps(run)[-1] == step
+    resume(indexed_example, run, step + 1)
+
+
+def test_kill_9_during_export_leaves_the_domain_intact_and_the_next_export_completes(indexed_example: Path) -> None:
+    run = indexed_example / "build" / "runs" / "tiny"
+    done = kit("finetune", str(indexed_example), "--preset", "tiny", "--max-steps", "2", "--out", str(run), "-q")
+    assert done.returncode == 0, done.stderr[-2000:]
+    spec = indexed_example / "domain.yaml"
+    before = spec.read_bytes()
+    export_dir = run / "export"
+    args = [*KIT, "export", str(run), "--format", "merged", "--quant", "F16", "--apply"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    deadline = time.monotonic() + 300
+    while not any(export_dir.glob(".export-*/*")):  # mid-export: the staging folder is being filled
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, "the export never started writing"
+        time.sleep(0.02)
+    proc.kill()
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    assert spec.read_bytes() == before  # the domain still names the model it had
+    assert not list(export_dir.glob("*.gguf"))  # nothing half-made where a finished export would be
+    done = kit("export", str(run), "--format", "merged", "--quant", "F16", "--apply")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [p.name for p in export_dir.iterdir()] == ["merged-f16.gguf"]  # the killed run's staging folder is gone
+    assert "merged-f16.gguf" in spec.read_text(encoding="utf-8")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kit.components.llm import ContextOverflow, LlamaEngine, build_engine
+from kit.components.llm import ContextOverflow, LlamaEngine, build_engine, model_label
 from kit.components.models import EMBEDDED_NAME, embedded_gguf
 from kit.errors import ModelError
 from kit.settings import ModelSettings
@@ -23,6 +23,13 @@ def test_embedded_model_is_assembled_once_atomically(tmp_path: Path, monkeypatch
     assert sorted(p.name for p in tmp_path.iterdir()) == [EMBEDDED_NAME]  # no temp files left
     mtime = path.stat().st_mtime_ns
     assert embedded_gguf() == path and path.stat().st_mtime_ns == mtime  # second call: no re-assembly
+
+
+def test_the_model_label_names_the_base_and_its_adapters() -> None:
+    assert model_label(ModelSettings()) == "gemma-3-270m"
+    tuned = ModelSettings.model_validate({"adapters": [{"path": "adapters/cpu-270m.gguf"}]})
+    assert model_label(tuned) == "gemma-3-270m + LoRA cpu-270m"
+    assert model_label(ModelSettings(gguf="/models/qwen3-8b-Q4_K_M.gguf")) == "qwen3-8b-Q4_K_M"
 
 
 def test_engine_streams_an_answer_in_pieces(engine: LlamaEngine) -> None:

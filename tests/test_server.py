@@ -38,6 +38,9 @@ def test_non_streamed_completion_has_the_answer_and_its_sources(served: Served) 
     assert body["choices"][0]["message"]["content"].strip()
     assert "docs/policies.md" in {s["source"] for s in body["sources"]}
     assert body["kit"]["kind"] == "answer"
+    usage = body["usage"]  # the prompt holds the system prompt and the retrieved documents: hundreds of tokens
+    assert usage["prompt_tokens"] > 200 and usage["completion_tokens"] >= 1
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
 
 
 def test_streamed_completion_sends_deltas_then_sources_then_done(served: Served) -> None:
@@ -50,6 +53,7 @@ def test_streamed_completion_sends_deltas_then_sources_then_done(served: Served)
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
     assert len(chunks) >= 4 and text.strip()
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop" and chunks[-1]["sources"]
+    assert chunks[-1]["usage"]["prompt_tokens"] > 200
 
 
 def test_guardrails_apply_to_the_api(served: Served) -> None:
@@ -75,6 +79,7 @@ def test_the_official_openai_client_streams_and_not(served: Served) -> None:
     done = client.chat.completions.create(model="example-shop", messages=messages)
     assert done.choices[0].message.content
     assert done.model_extra and done.model_extra["sources"]
+    assert done.usage and done.usage.prompt_tokens > 200
     stream = client.chat.completions.create(model="example-shop", messages=messages, stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices).strip()
 

@@ -9,6 +9,8 @@ so a follow-up turn whose prompt starts with the previous one only evaluates the
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import json
 import os
 import threading
@@ -22,6 +24,7 @@ from kit.errors import KitError, ModelError
 from kit.settings import EMBEDDED, ModelSettings, Sampling
 
 SERVER_TIMEOUT_S = 120.0
+LLAMA_LOG_ENV = "KIT_LLAMA_LOG"
 
 
 class ContextOverflow(ModelError):
@@ -60,6 +63,15 @@ def model_path(value: str, root: Path) -> Path:
     return path if path.is_absolute() else root / path
 
 
+def model_label(settings: ModelSettings) -> str:
+    """The model's name as users see it (UI, API, eval): the base, and the LoRA adapters applied to it."""
+    if settings.server is not None:
+        return settings.server.model
+    base = "gemma-3-270m" if settings.gguf == EMBEDDED else Path(settings.gguf).stem
+    adapters = [Path(a.path).stem for a in settings.adapters]
+    return f"{base} + LoRA {', '.join(adapters)}" if adapters else base
+
+
 def overflow(used: int, n_ctx: int) -> ContextOverflow:
     """The plain-sentence error for a prompt that does not fit."""
     return ContextOverflow(
@@ -75,7 +87,7 @@ class LlamaEngine:
         self.settings = settings
         self.template: ChatTemplate = get_template(settings.chat_template)
         self.path = model_path(settings.gguf, root)
-        self.name = self.path.stem if settings.gguf != EMBEDDED else "gemma-3-270m (embedded)"
+        self.name = model_label(settings)
         self.n_ctx = settings.n_ctx
         self.lock = threading.Lock()
         self.last_prompt = ""
@@ -117,12 +129,31 @@ def _sampling(s: Sampling) -> dict[str, Any]:
     return {"temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k, "repeat_penalty": s.repeat_penalty}
 
 
+@functools.cache
+def _quiet_llama_log() -> Any:
+    """Drop llama.cpp's own log lines (set ``KIT_LLAMA_LOG=1`` to see them): some print whatever ``verbose`` says,
+    e.g. one line per layer when a LoRA adapter loads. Kit reports load failures itself."""
+    import llama_cpp
+
+    if os.environ.get(LLAMA_LOG_ENV) == "1":
+        return None
+
+    @llama_cpp.llama_log_callback
+    def drop(level: int, text: bytes, user_data: Any) -> None:
+        return None
+
+    llama_cpp.llama_log_set(drop, ctypes.c_void_p(0))
+    return drop  # kept alive by the cache: llama.cpp holds a pointer to it
+
+
 def _load_llama(settings: ModelSettings, path: Path, adapters: list[Path]) -> Any:
     """Build the ``llama_cpp.Llama``; a missing or corrupt file is a ModelError, found before llama.cpp."""
     check_gguf(path)
     for adapter in adapters:
         check_gguf(adapter, "model.adapters")
     import llama_cpp
+
+    _quiet_llama_log()
 
     try:
         llm = llama_cpp.Llama(
@@ -143,8 +174,6 @@ def _load_llama(settings: ModelSettings, path: Path, adapters: list[Path]) -> An
 
 def _attach_adapters(llm: Any, paths: list[Path], scales: list[float]) -> None:
     """Load each LoRA GGUF and set them all on the context (llama-cpp-python's own option takes one)."""
-    import ctypes
-
     import llama_cpp
 
     handles = []
@@ -167,7 +196,7 @@ class ServerEngine:
         assert settings.server is not None
         self.settings = settings
         self.server = settings.server
-        self.name = settings.server.model
+        self.name = model_label(settings)
         self.n_ctx = settings.n_ctx
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:

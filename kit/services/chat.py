@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Generator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -87,6 +88,7 @@ class Reply:
     total_s: float | None = None
     n_pieces: int = 0
     withheld: str = ""  # why the output guard cut the answer off, if it did
+    prompt_tokens: int = 0  # the whole prompt the model read (system prompt, history, documents, question)
 
     def __iter__(self) -> Iterator[str]:
         for piece in self.pieces:
@@ -277,10 +279,22 @@ class ChatService:
         from kit.components.llm import build_engine
         from kit.services.retrieve import Retriever as IndexRetriever
 
-        engine = engine or build_engine(domain.spec.model, domain.root)  # first: a bad model file fails at once
-        retriever = IndexRetriever.open(domain)
-        embedder = Embedder(domain.spec.retrieval.embedding_model)
-        return cls(domain, engine, retriever, Guardrails(domain.spec, embedder.embed))
+        def guardrails() -> Guardrails:
+            return Guardrails(domain.spec, Embedder(domain.spec.retrieval.embedding_model).embed)
+
+        if engine is not None:
+            return cls(domain, engine, IndexRetriever.open(domain), guardrails())
+        # llama.cpp loads the model outside Python's lock: in a thread it costs no time beside the imports
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            loading = pool.submit(build_engine, domain.spec.model, domain.root)
+            try:
+                retriever, guards = IndexRetriever.open(domain), guardrails()
+            except Exception:
+                model_error = loading.exception()  # a bad model file is the first thing to report
+                if model_error is not None:
+                    raise model_error from None
+                raise
+            return cls(domain, loading.result(), retriever, guards)
 
     def ask(self, question: str, history: Sequence[ChatMessage] = ()) -> Reply:
         """Answer ``question`` after ``history`` (earlier turns, oldest first). Iterate the reply to stream."""
@@ -296,7 +310,7 @@ class ChatService:
         messages, chunks = fit(self.engine, self.system, history, question, chunks, self.reserve)
         reply = Reply(
             question=question, kind="answer", reason="", sources=_refs(chunks), sent=messages[-1],
-            model=self.engine.name, started=started,
+            model=self.engine.name, started=started, prompt_tokens=self.engine.count_tokens(messages),
         )  # fmt: skip
         reply.pieces = guarded(self.engine.stream(messages, stop=PROMPT_MARKERS), self.output_guard(messages), reply)
         return reply
@@ -352,6 +366,7 @@ def reply_json(reply: Reply) -> dict[str, Any]:
         "model": reply.model,
         "ttft_s": round(reply.ttft_s or 0.0, 4),
         "total_s": round(seconds, 4),
+        "prompt_tokens": reply.prompt_tokens,
         "tokens": reply.n_pieces,
         "tokens_per_s": round((reply.n_pieces - 1) / gen, 2) if reply.n_pieces > 1 else 0.0,
     }

@@ -11,6 +11,7 @@ Any failure removes what was written.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kit.errors import KitError, ModelError
+from kit.files import replace_copy, replace_text
 from kit.services.finetune import ADAPTER_FILES, RUN_FILES, Run
 
 Format = Literal["adapter", "merged"]
@@ -114,11 +116,30 @@ def refuse(run: Run, fmt: Format, quant: str) -> None:
         )
 
 
+def sweep_stale(out_dir: Path) -> None:
+    """Remove staging folders left by exports that were killed (their process is gone)."""
+    for folder in out_dir.glob(".export-*"):
+        pid = folder.name.split("-")[1]
+        if not (pid.isdigit() and _alive(int(pid))):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextmanager
 def staging(out_dir: Path) -> Iterator[Path]:
     """A temporary folder inside ``out_dir``: kept files are moved out of it; it is always removed."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
+    sweep_stale(out_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=f".export-{os.getpid()}-", dir=out_dir))
     try:
         yield tmp
     finally:
@@ -308,17 +329,16 @@ def apply_to_domain(result: Exported, run: Run) -> Path:
         f"chat_template: {result.template}"]}  # fmt: skip
     if result.fmt == "adapter":
         target = adapter_target(run)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(result.path, target)
+        replace_copy(result.path, target)
         rel = target.relative_to(spec_file.parent).as_posix()
         values["adapters"] = ["adapters:", f"  - path: {rel}", "    scale: 1.0"]
     else:
         values["adapters"] = ["adapters: []"]
     original = spec_file.read_text(encoding="utf-8")
-    spec_file.write_text(set_model_keys(original, values), encoding="utf-8")
+    replace_text(spec_file, set_model_keys(original, values))
     spec, problems = read_spec(spec_file)
     if spec is None:
-        spec_file.write_text(original, encoding="utf-8")
+        replace_text(spec_file, original)
         raise KitError(f"writing the model settings into {spec_file} made it invalid: {problems[0]}",
                        "add the printed lines by hand")  # fmt: skip
     return spec_file

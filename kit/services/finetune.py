@@ -16,8 +16,11 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import signal
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -298,8 +301,15 @@ class Run:
             f.write(json.dumps(entry) + "\n")
 
     def losses(self) -> list[dict[str, Any]]:
+        """The loss log; a line cut short by a kill mid-write is skipped."""
         f = self.path("loss.jsonl")
-        return [json.loads(x) for x in f.read_text(encoding="utf-8").splitlines() if x] if f.is_file() else []
+        entries = []
+        for line in f.read_text(encoding="utf-8").splitlines() if f.is_file() else []:
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                continue
+        return entries
 
 
 def write_examples(run: Run, rel: str, examples: list[Example]) -> None:
@@ -580,36 +590,55 @@ def fit(s: Setup, domain: Domain, progress: bool) -> None:
     lengths = [len(e.input_ids) for e in s.train]
     pad_id = s.tokenizer.pad_token_id
     seconds, tokens = 0.0, 0
-    try:
-        while step < total:
-            started = time.perf_counter()
-            batches = step_batches(lengths, p, step, acc.num_processes, acc.process_index)
-            loss, n_real = train_step(
-                model, optimizer, scheduler, acc, [[s.train[i] for i in b] for b in batches], pad_id
-            )
-            seconds += time.perf_counter() - started
-            tokens += n_real
-            step += 1
-            run.log({"step": step, "split": "train", "loss": round(loss, 5), "lr": scheduler.get_last_lr()[0],
-                     "tokens": n_real, "seconds": round(seconds, 2)})  # fmt: skip
-            post = {"loss": f"{loss:.3f}"}
-            if s.val and (step % p.eval_every == 0 or step == total):
-                val = val_loss(model, acc, s.val, p.batch_size, pad_id)
-                run.log({"step": step, "split": "val", "loss": round(val, 5)})
-                post["val"] = f"{val:.3f}"
-            if step % p.save_every == 0 or step == total:
-                save_checkpoint(run, acc, model, optimizer, scheduler, step)
-            bar.set_postfix(post)
-            bar.update(1)
-    except KeyboardInterrupt:
-        save_checkpoint(run, acc, model, optimizer, scheduler, step)
-        raise KitError(
-            f"interrupted at step {step} of {total}; a checkpoint is saved in {run.dir}",
-            f"continue with: kit finetune {domain.root} --out {run.dir} --resume",
-        ) from None
-    finally:
-        bar.close()
+    with terminate_as_interrupt():
+        try:
+            while step < total:
+                started = time.perf_counter()
+                batches = step_batches(lengths, p, step, acc.num_processes, acc.process_index)
+                loss, n_real = train_step(
+                    model, optimizer, scheduler, acc, [[s.train[i] for i in b] for b in batches], pad_id
+                )
+                seconds += time.perf_counter() - started
+                tokens += n_real
+                step += 1
+                run.log({"step": step, "split": "train", "loss": round(loss, 5), "lr": scheduler.get_last_lr()[0],
+                         "tokens": n_real, "seconds": round(seconds, 2)})  # fmt: skip
+                post = {"loss": f"{loss:.3f}"}
+                if s.val and (step % p.eval_every == 0 or step == total):
+                    val = val_loss(model, acc, s.val, p.batch_size, pad_id)
+                    run.log({"step": step, "split": "val", "loss": round(val, 5)})
+                    post["val"] = f"{val:.3f}"
+                if step % p.save_every == 0 or step == total:
+                    save_checkpoint(run, acc, model, optimizer, scheduler, step)
+                bar.set_postfix(post)
+                bar.update(1)
+        except KeyboardInterrupt:
+            save_checkpoint(run, acc, model, optimizer, scheduler, step)
+            raise KitError(
+                f"interrupted at step {step} of {total}; a checkpoint is saved in {run.dir}",
+                f"continue with: kit finetune {domain.root} --out {run.dir} --resume",
+            ) from None
+        finally:
+            bar.close()
     finish(s, acc, model, step, total, seconds, tokens)
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, a container stop, a job scheduler) ends training as Ctrl-C does: a checkpoint at the last
+    finished step, then a message saying how to resume."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def step_batches(lengths: list[int], p: Preset, step: int, n_proc: int, rank: int) -> list[list[int]]:

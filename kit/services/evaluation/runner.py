@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from kit.components.chat_template import ChatMessage
+from kit.components.llm import model_label
 from kit.domain import Domain
 from kit.errors import KitError
 from kit.records import EvalItem
 from kit.services.evaluation.metrics import Scored, score
-from kit.settings import EMBEDDED, ModelSettings, OpenAIServer
+from kit.settings import ModelSettings, OpenAIServer
 from kit.validation.files import read_jsonl
 
 SPEC_HELP = "use configured, base, tuned, a .gguf path, or openai:<base_url>#<model>"
@@ -80,19 +81,12 @@ def choose(domain: Domain, spec: str, api_key_env: str = "OPENAI_API_KEY") -> Mo
                 "run kit finetune and kit export, or evaluate 'base'",
             )
         settings = model.model_copy(update={"adapters": []}) if spec == "base" else model
-        return ModelChoice(spec, _label(domain, settings, spec), settings, _size(domain, settings))
+        return ModelChoice(spec, model_label(settings), settings, _size(domain, settings))
     path = Path(spec).expanduser().resolve()
     if path.suffix != ".gguf" or not path.is_file():
         raise KitError(f"model '{spec}' is neither a known name nor an existing .gguf file", SPEC_HELP)
     settings = model.model_copy(update={"gguf": str(path), "adapters": [], "server": None})
     return ModelChoice(spec, path.stem, settings, _size(domain, settings))
-
-
-def _label(domain: Domain, settings: ModelSettings, spec: str) -> str:
-    if settings.server is not None:
-        return settings.server.model
-    base = "gemma-3-270m" if settings.gguf == EMBEDDED else Path(settings.gguf).stem
-    return f"{base}+lora" if settings.adapters else base
 
 
 def _size(domain: Domain, settings: ModelSettings) -> int | None:
@@ -164,12 +158,12 @@ def _one(service: Any, item: EvalItem) -> Outcome:
     numbers = dict.fromkeys(int(n) for n in CITE.findall(answer))
     cited = [reply.sources[n - 1].source for n in numbers if 1 <= n <= len(reply.sources)]
     rule = reply.reason if reply.kind == "rule" else None
-    tokens_in = service.engine.count_tokens([reply.sent]) if reply.kind == "answer" else 0
     return Outcome(
         item=item, answer=shown, kind=reply.kind, withheld=bool(reply.withheld),
         sources=[s.label() for s in reply.sources],
         scored=score(item, answer, reply.kind, rule, cited, context, retrieved),
-        ttft_s=reply.ttft_s or 0.0, total_s=reply.total_s or 0.0, tokens_in=tokens_in, tokens_out=reply.n_pieces,
+        ttft_s=reply.ttft_s or 0.0, total_s=reply.total_s or 0.0,
+        tokens_in=reply.prompt_tokens, tokens_out=reply.n_pieces,
     )  # fmt: skip
 
 

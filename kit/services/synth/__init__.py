@@ -9,7 +9,6 @@ train and validation files and the stats.
 from __future__ import annotations
 
 import json
-import os
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from typing import Any
 
 from kit.chunk import Chunk
 from kit.domain import Domain
-from kit.errors import KitError
+from kit.files import replace_text
 from kit.services.facts import unsupported
 from kit.services.synth.dedup import deduplicate
 from kit.services.synth.examples import Example, chunk_ref, resolve_sources
@@ -187,24 +186,11 @@ def write(
     written: list[Path] = []
     for path, examples in files:
         lines = [json.dumps(ex.record(domain.name, options.with_context), ensure_ascii=False) for ex in examples]
-        _atomic(path, "".join(f"{line}\n" for line in lines))
+        replace_text(path, "".join(f"{line}\n" for line in lines))
         written.append(path)
     if not validation:
         val_path(options.out).unlink(missing_ok=True)  # never leave a stale validation file from an older run
     stats = domain.build_dir / "synth" / f"{options.out.stem}.stats.json"
     report.files = written
-    _atomic(stats, json.dumps(report.as_json(), indent=2, ensure_ascii=False) + "\n")
+    replace_text(stats, json.dumps(report.as_json(), indent=2, ensure_ascii=False) + "\n")
     return [*written, stats]
-
-
-def _atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise KitError(
-            f"cannot write {path}: {exc.strerror or exc}", "check the path, permissions and free space"
-        ) from None

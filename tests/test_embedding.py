@@ -1,0 +1,48 @@
+"""The embedder: the lean transformers-only path gives sentence-transformers' own vectors, and falls back to it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from kit.components.embedding import Embedder, LeanEncoder, SentenceTransformerEncoder, lean_layout, model_location
+from kit.settings import EMBEDDED
+
+TEXTS = [
+    "How much is the Ridgeline 2 Backpacking Tent?",
+    "x",
+    "word " * 400,  # longer than the model's 256-token limit: truncated the same way
+    "Für Überweisungen: 12,50 € — ¿sí?",
+    "",
+]
+
+
+def test_lean_encoder_matches_sentence_transformers_on_the_embedded_model() -> None:
+    embedder = Embedder(EMBEDDED)
+    assert isinstance(embedder.model, LeanEncoder)
+    reference = SentenceTransformerEncoder(model_location(EMBEDDED)).encode(TEXTS)
+    vectors = embedder.embed(TEXTS)
+    assert vectors.shape == reference.shape == (len(TEXTS), 384)
+    assert np.abs(vectors - reference).max() < 1e-5
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_other_layouts_are_left_to_sentence_transformers(tmp_path: Path) -> None:
+    folder = Path(model_location(EMBEDDED))
+    assert lean_layout(folder) is not None
+    odd = tmp_path / "with-dense"
+    shutil.copytree(folder, odd)
+    modules = json.loads((odd / "modules.json").read_text())
+    modules.append({"idx": 3, "name": "3", "path": "3_Dense", "type": "sentence_transformers.models.Dense"})
+    (odd / "modules.json").write_text(json.dumps(modules))
+    assert lean_layout(odd) is None
+    pooling = odd / "1_Pooling" / "config.json"
+    (odd / "modules.json").write_text(json.dumps(modules[:3]))
+    config = json.loads(pooling.read_text())
+    pooling.write_text(json.dumps({**config, "pooling_mode_max_tokens": True}))
+    assert lean_layout(odd) is None  # mean and max together: not reproduced here
+    (odd / "modules.json").unlink()
+    assert lean_layout(odd) is None
