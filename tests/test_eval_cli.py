@@ -58,6 +58,13 @@ def test_report_lists_failed_questions(run_kit, indexed_example: Path) -> None:
     assert "ex-002" in page and "invented 45" in page and "45 days" in page
     assert (indexed_example / "out" / "report.md").read_text().startswith("# Eval report: example-shop")
     assert (indexed_example / "build" / "eval" / "latest.html").read_text(encoding="utf-8") == page
+    answers = [json.loads(x) for x in (indexed_example / "out" / "report.jsonl").read_text().splitlines()]
+    wrong = next(a for a in answers if a["id"] == "ex-002")
+    assert wrong["model"] == "big" and not wrong["passed"] and "invented 45" in wrong["why"]
+    assert "45 days" in wrong["answer"] and {a["model"] for a in answers} == {"big"}
+    assert (indexed_example / "build" / "eval" / "latest.jsonl").read_text() == (
+        indexed_example / "out" / "report.jsonl"
+    ).read_text()
 
 
 def test_embedded_model_end_to_end(run_kit, indexed_example: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,21 @@ def _why(o: Any) -> list[str]:
     return reasons
 
 
+def answers_jsonl(runs: list[ModelRun]) -> str:
+    """Every answer of every model, one JSON object a line: for scripts, and to compare runs."""
+    lines = []
+    for run in runs:
+        for o in run.outcomes:
+            row = {
+                "model": run.choice.label, "id": o.item.id, "question": o.item.question, "expect": o.item.expect,
+                "expected_facts": o.item.expected_facts, "kind": o.kind, "answer": o.answer, "withheld": o.withheld,
+                "passed": _passed(o), "why": _why(o), "sources": o.sources,
+                "ttft_s": round(o.ttft_s, 4), "total_s": round(o.total_s, 4),
+            }  # fmt: skip
+            lines.append(json.dumps(row, ensure_ascii=False))
+    return "".join(line + "\n" for line in lines)
+
+
 def write(
     folder: Path,
     domain: str,
@@ -147,7 +163,8 @@ def write(
     failures: list[str],
     html_path: Path | None = None,
 ) -> tuple[Path, Path]:
-    """Write report.html and report.md (and keep the latest copy in ``folder``); return both paths."""
+    """Write report.html, report.md and report.jsonl (every answer), keeping the latest copy of each in ``folder``;
+    return the HTML and Markdown paths."""
     folder.mkdir(parents=True, exist_ok=True)
     png = plot_png(rows)
     page = html_report(domain, rows, runs, verdict, failures, png)
@@ -158,9 +175,12 @@ def write(
     html_path.write_text(page, encoding="utf-8")
     md_path = html_path.with_suffix(".md")
     md_path.write_text(summary, encoding="utf-8")
+    answers = answers_jsonl(runs)
+    html_path.with_suffix(".jsonl").write_text(answers, encoding="utf-8")
     if html_path.parent.resolve() != folder.resolve():
         (folder / "latest.html").write_text(page, encoding="utf-8")
         (folder / "latest.md").write_text(summary, encoding="utf-8")
+        (folder / "latest.jsonl").write_text(answers, encoding="utf-8")
     return html_path, md_path
 
 
