@@ -54,5 +54,5 @@ test-reliability: prepare
 	$(PY) -m pytest tests/test_index.py::test_kill_during_indexing_then_complete
 
 lint: install
-	$(VENV)/bin/ruff check kit tests bench
-	$(VENV)/bin/ruff format --check kit tests bench
+	$(VENV)/bin/ruff check kit tests bench scripts
+	$(VENV)/bin/ruff format --check kit tests bench scripts
