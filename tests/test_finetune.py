@@ -128,10 +128,14 @@ def test_examples_hold_the_runtime_prompt_with_retrieved_documents_and_label_onl
     )
     assert "<documents>" in multi.messages[3]["content"]
     learned = tokenizer.decode([t for t in multi.labels if t != IGNORE])
+    # an answer learns to cite the document of its recorded source (docs/policies.md) that holds its facts; the
+    # follow-up's documents (returns, and a FAQ entry) do not hold "$50" or "3–5", so its answer cites nothing
     assert learned == (
-        "Yes: unused items can be returned within 30 days of delivery for a full refund.<end_of_turn>"
+        "Yes: unused items can be returned within 30 days of delivery for a full refund [1].<end_of_turn>"
         "Orders over $50 ship free; standard delivery takes 3–5 business days.<end_of_turn>"
     )
+    assert multi.messages[1]["content"].split("<documents>\n", 1)[1].startswith("[1] (docs/policies.md")
+    assert "$50" not in multi.messages[3]["content"]
 
 
 def test_a_conversation_longer_than_max_length_is_reported_with_its_line(domain_copy: Path, tokenizer) -> None:

@@ -30,6 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kit import __version__
+from kit.chunk import Chunk
 from kit.components.chat_template import TEMPLATES, ChatMessage, get_template, render_with_spans
 from kit.domain import Domain
 from kit.errors import DataError, KitError, Problem, ValidationFailed
@@ -174,30 +175,44 @@ def read_conversations(domain: Domain) -> list[tuple[str, Conversation]]:
 
 
 def ground(conv: Conversation, system: str, retriever: Any, counter: TokenCounter, k: int) -> list[ChatMessage] | None:
-    """The messages the runtime would send for ``conv``'s last question, plus its answer; None if nothing fits."""
+    """The messages the runtime would send for ``conv``'s last question, plus its answer (its citations added, see
+    ``kit.services.citations``); None if nothing fits. Chunks an example names as its sources (``kit synth`` records
+    them) come first, as its answer cites them."""
     from kit.components.llm import ContextOverflow
     from kit.services.chat import fit, user_turn
+    from kit.services.citations import cite
 
     msgs = [m for m in conv.messages if m.role != "system"]  # the runtime's own system prompt is used
     last_user = max(i for i, m in enumerate(msgs) if m.role == "user")
     history: list[ChatMessage] = []
-    previous = ""
+    previous, shown = "", []
     for m in msgs[:last_user]:
         if m.role == "user":
-            history.append(user_turn(m.content, retriever.retrieve(query_for(m.content, previous), k)))
+            shown = documents(conv, retriever, query_for(m.content, previous), k)
+            history.append(user_turn(m.content, shown))
             previous = m.content
         else:
-            history.append(ChatMessage(role="assistant", content=m.content))
+            history.append(ChatMessage(role="assistant", content=cite(m.content, shown, conv.sources)))
     question = msgs[last_user].content.strip()
     answer = "\n\n".join(m.content for m in msgs[last_user + 1 :])
     stop = counter.template.stop[0]
-    reserve = len(counter.tokenizer(answer + stop, add_special_tokens=False)["input_ids"]) + 2
-    chunks = retriever.retrieve(query_for(question, previous), k)
+    reserve = len(counter.tokenizer(answer + stop, add_special_tokens=False)["input_ids"]) + 12  # + citations
+    chunks = documents(conv, retriever, query_for(question, previous), k)
     try:
-        messages, _ = fit(counter, system, history, question, chunks, reserve)
+        messages, kept = fit(counter, system, history, question, chunks, reserve)
     except ContextOverflow:
         return None
-    return [*messages, ChatMessage(role="assistant", content=answer)]
+    return [*messages, ChatMessage(role="assistant", content=cite(answer, kept, conv.sources))]
+
+
+def documents(conv: Conversation, retriever: Any, query: str, k: int) -> list[Chunk]:
+    """The k chunks retrieval gives for ``query``, after the chunks the conversation names as its sources."""
+    from kit.services.synth.examples import resolve_sources
+
+    retrieved = retriever.retrieve(query, k)
+    recorded = resolve_sources(conv.sources, retriever.chunks)
+    ids = {c.id for c in recorded}
+    return [*recorded, *(c for c in retrieved if c.id not in ids)][: max(k, len(recorded))]
 
 
 def query_for(question: str, previous: str) -> str:
