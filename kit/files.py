@@ -7,40 +7,29 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from kit.errors import KitError
 
-HINT = "check the path, permissions and free space"
-
-
-def _temp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp{os.getpid()}")
-
 
 def replace_text(path: Path, text: str) -> None:
     """Write ``text`` into ``path`` atomically; a KitError names the file when the disk or permissions refuse."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp(path)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise KitError(
-            f"cannot write {path}: {exc.strerror or exc}", "check the path, permissions and free space"
-        ) from None
+    _replace(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def replace_copy(source: Path, path: Path) -> None:
     """Copy ``source`` over ``path`` atomically."""
+    _replace(path, lambda tmp: shutil.copy2(source, tmp))
+
+
+def _replace(path: Path, write: Callable[[Path], object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        shutil.copy2(source, tmp)
+        write(tmp)
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise KitError(
-            f"cannot write {path}: {exc.strerror or exc}", "check the path, permissions and free space"
-        ) from None
+        hint = "check the path, permissions and free space"
+        raise KitError(f"cannot write {path}: {exc.strerror or exc}", hint) from None
