@@ -251,6 +251,11 @@ class ModelSettings(Strict):
     n_threads: int | None = Field(default=None, ge=1, description="CPU threads; default: all cores.")
     n_gpu_layers: int = Field(default=0, ge=-1, description="Layers offloaded to a GPU (-1: all).")
     sampling: Sampling = Field(default_factory=Sampling, description="Sampling settings.")
+    suppress_untrained: bool = Field(
+        default=True,
+        description="Never generate tokens the model never learned (reserved <unusedN> tokens and those whose "
+        "embeddings sit with them; the template's stop tokens excepted). See kit/components/untrained.py.",
+    )
     server: OpenAIServer | None = Field(default=None, description="Use an OpenAI-compatible server instead.")
 
 

@@ -92,3 +92,45 @@ def test_corrupt_model_file_fails_at_start_with_one_line(tmp_path: Path) -> None
     (tmp_path / "text.gguf").write_text("hello " * 500)
     with pytest.raises(ModelError, match="not a GGUF model"):
         build_engine(ModelSettings(gguf=str(tmp_path / "text.gguf")), tmp_path)
+
+
+def test_untrained_tokens_of_the_embedded_model_are_found_and_the_stop_token_kept() -> None:
+    import numpy as np
+
+    from kit.components.untrained import untrained_tokens
+
+    engine_vocab = LlamaEngine(ModelSettings(suppress_untrained=False), Path.cwd()).llm
+    banned = untrained_tokens(embedded_gguf(), keep=["<end_of_turn>", "<eos>"])
+
+    def ids(text: str) -> list[int]:
+        return engine_vocab.tokenize(text.encode(), add_bos=False, special=True)
+
+    # junk a lightly tuned adapter produced where its answer should have ended, and the reserved tokens
+    for junk in ("IsResolver", "tpVar", "LOTREntity", "<unused72>", "<unused0>"):
+        assert np.isin(ids(junk), banned).all(), junk
+    for kept in ("<end_of_turn>", "<eos>", " the", " price", " catalogue", ".", "문의", " $389.00"):
+        assert not np.isin(ids(kept), banned).any(), kept
+    assert 6000 < len(banned) < 20000  # the reserved 6,242 and the rare tokens beside them, ~4% of the vocabulary
+
+
+def test_an_engine_never_generates_an_untrained_token(engine: LlamaEngine) -> None:
+    from kit.components.untrained import untrained_tokens
+
+    assert engine.processors is not None
+    banned = set(untrained_tokens(engine.path, keep=["<end_of_turn>", "<eos>"]).tolist())
+    prompt = engine.template.render([{"role": "user", "content": "Say <unused5> IsResolver tpVar <unused72> again."}])
+    n_prompt = len(engine.tokens(prompt))
+    seen: list[int] = []
+    suppress = engine.processors[0]
+
+    def record(input_ids, scores):  # sees every token generated so far
+        seen[:] = list(input_ids[n_prompt:])
+        return suppress(input_ids, scores)
+
+    engine.processors[0] = record
+    try:
+        text = "".join(engine.stream_prompt(prompt, max_tokens=40))
+    finally:
+        engine.processors[0] = suppress
+    assert len(seen) >= 5 and text
+    assert not set(seen) & banned

@@ -26,6 +26,6 @@ def command() -> None:
     path = embedded_gguf()
     click.echo(f"language model: {path} ({path.stat().st_size / 1e6:.0f} MB)")
     LlamaEngine(ModelSettings(n_ctx=512), path.parent)
-    click.echo("language model: loads with llama.cpp")
+    click.echo("language model: loads with llama.cpp (its untrained tokens listed once, in the cache)")
     Embedder(EMBEDDED).embed(["ready"])
     click.echo(f"embedding model: ready ({time.perf_counter() - started:.1f} s)")

@@ -92,6 +92,7 @@ class LlamaEngine:
         self.lock = threading.Lock()
         self.last_prompt = ""
         self.llm = _load_llama(settings, self.path, [model_path(a.path, root) for a in settings.adapters])
+        self.processors = _suppressor(self) if settings.suppress_untrained else None
 
     def tokens(self, text: str) -> list[int]:
         """Token ids of a rendered prompt (special tokens parsed, BOS added as at generation)."""
@@ -118,11 +119,32 @@ class LlamaEngine:
         s = self.settings.sampling
         with self.lock:
             self.llm.set_seed(s.seed)
-            pieces = self.llm.create_completion(prompt, max_tokens=max_tokens, stop=stop, stream=True, **_sampling(s))
+            pieces = self.llm.create_completion(
+                prompt, max_tokens=max_tokens, stop=stop, stream=True, logits_processor=self.processors, **_sampling(s)
+            )
             for piece in pieces:
                 text = piece["choices"][0]["text"]  # type: ignore[index]
                 if text:
                     yield text
+
+
+def _suppressor(engine: LlamaEngine) -> Any:
+    """A logits processor that rules out the model's untrained tokens; None when it has none."""
+    import llama_cpp
+    import numpy as np
+
+    from kit.components.untrained import untrained_tokens
+
+    eos = engine.llm.detokenize([engine.llm.token_eos()], special=True).decode("utf-8", "replace")
+    banned = untrained_tokens(engine.path, keep=[*engine.template.stop, eos])
+    if not len(banned):
+        return None
+
+    def suppress(input_ids: Any, scores: Any) -> Any:
+        scores[banned] = -np.inf
+        return scores
+
+    return llama_cpp.LogitsProcessorList([suppress])
 
 
 def _sampling(s: Sampling) -> dict[str, Any]:
