@@ -250,6 +250,17 @@ def test_masking_a_long_message_does_not_hang(unit: str) -> None:
         pytest.fail(f"mask_pii on {unit!r} x 40000 did not finish in 10 s")
 
 
+def processes() -> list[str]:
+    """The command lines of this machine's processes."""
+    lines = []
+    for f in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            lines.append(f.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            continue
+    return lines
+
+
 def start_finetune(domain_dir: Path, run: Path) -> subprocess.Popen[str]:
     """A long `tiny` run, a checkpoint after every step, in its own process."""
     args = ["finetune", str(domain_dir), "--preset", "tiny", "--max-steps", "1000", "--save-every", "1",
@@ -323,6 +334,8 @@ def test_kill_9_during_export_leaves_the_domain_intact_and_the_next_export_compl
     proc.kill()
     proc.communicate()
     assert proc.returncode == -signal.SIGKILL
+    time.sleep(1)
+    assert not [p for p in processes() if str(export_dir) in p]  # llama.cpp's converter went down with kit
     assert spec.read_bytes() == before  # the domain still names the model it had
     assert not list(export_dir.glob("*.gguf"))  # nothing half-made where a finished export would be
     done = kit("export", str(run), "--format", "merged", "--quant", "F16", "--apply")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -85,11 +86,22 @@ def run_script(script: str, args: list[str]) -> None:
     folder = converters_dir()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder / "gguf-py"), str(folder)]), "NO_LOCAL_GGUF": ""}
     done = subprocess.run(
-        [sys.executable, str(folder / script), *args], capture_output=True, text=True, env=env, check=False
-    )
+        [sys.executable, str(folder / script), *args],
+        capture_output=True, text=True, env=env, check=False, preexec_fn=_die_with_parent,
+    )  # fmt: skip
     if done.returncode != 0:
         tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-8:])
         raise ModelError(f"llama.cpp's {script} failed:\n{tail}", "run `kit --debug export ...` for details")
+
+
+def _die_with_parent() -> None:
+    """In the child: end when kit ends, even by kill -9, rather than write on into a staging folder (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def quantize(src: Path, dest: Path, quant: str) -> None:
