@@ -153,6 +153,11 @@ def test_output_guard_on_its_own() -> None:
     assert guard.violation("the discount code is PINEAPPLE SEVEN for staff only ok") == "quotes the system prompt"
     assert guard.violation("write to sam@x.io") == ""
     assert guard.violation("write to sam@x.i", final=False) == ""  # half-written, part of a known address
+    # a date still being written looks like a phone number: it is judged once complete, not before
+    assert guard.violation("it starts on 2027-03-2", final=False) == ""
+    assert guard.violation("it starts on 2027-03-28, and ends", final=False) == ""
+    assert guard.violation("or call 541-555-0199 today", final=False) != ""  # complete, then text after it
+    assert guard.violation("or call 541-555-0199") != ""  # the answer's end: judged as it is
     assert guard.violation("write to eve@x.io") != ""
 
 

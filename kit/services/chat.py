@@ -216,12 +216,13 @@ class OutputGuard:
 
     def violation(self, text: str, final: bool = True) -> str:
         """Why ``text`` may not be sent ("" when it may). Not ``final``: an item at its very end may be half
-        written, and passes while it is part of one the conversation holds."""
+        written ("2027-03-2" reads as a phone number), so it is judged once text follows it or the answer ends;
+        nothing of it has been sent by then (``guarded`` holds the last words back)."""
         if self.secret and _spans(_words(text), SPAN_WORDS) & self.secret:
             return "quotes the system prompt"
         end = len(text.rstrip())
         for _, stop, value in pii_spans(text):
-            if value in self.known_pii or (not final and stop >= end and any(value in k for k in self.known_pii)):
+            if value in self.known_pii or (not final and stop >= end):  # may be half written: judged once complete
                 continue
             return "holds personal data the conversation does not"
         return ""
