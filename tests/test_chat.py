@@ -46,7 +46,9 @@ def test_a_real_turn_streams_an_answer_with_numbered_sources(example_service: Ch
     assert "docs/policies.md" in {s.source for s in reply.sources}
     pieces = list(reply)
     assert len(pieces) >= 2 and reply.text == "".join(pieces) and reply.text.strip()
-    assert reply.ttft_s is not None and reply.total_s is not None
+    assert reply.ttft_s is not None and reply.total_s is not None and reply.first_token_s is not None
+    assert reply.first_token_s <= reply.ttft_s <= reply.total_s  # the guard holds the first words back a little
+    assert reply.prompt_tokens > 200
     assert set(reply.cited) <= {s.n for s in reply.sources}
     assert reply.history()[0] == reply.sent and reply.history()[1]["content"] == reply.text
 

@@ -88,7 +88,9 @@ def _outcome(
     item: EvalItem, answer: str, kind: str, cited: list[str], total_s: float = 2.0, withheld: bool = False
 ) -> Outcome:
     s = score(item, "" if withheld else answer, kind, None, cited, CONTEXT, ["docs/catalogue.csv"])
-    return Outcome(item, answer, kind, withheld, [], s, ttft_s=0.5, total_s=total_s, tokens_in=400, tokens_out=31)
+    # the model's first token at 0.5 s; the customer's at 0.7 s (the output guard holds a few words back)
+    return Outcome(item, answer, kind, withheld, [], s, ttft_s=0.7, total_s=total_s, generation_s=total_s - 0.5,
+                   tokens_in=400, tokens_out=31)  # fmt: skip
 
 
 def test_summary_gate_and_verdict() -> None:
@@ -109,7 +111,7 @@ def test_summary_gate_and_verdict() -> None:
     assert row["false_refusal_rate"] == round(1 / 3, 4) and row["refusal_rate"] == 1.0
     assert row["withheld_rate"] == 0.0
     assert row["handoff_accuracy"] is None and row["recall_at_k"] == 1.0
-    assert row["ttft_s"] == 0.5 and row["tokens_per_s"] == 20.0 and row["model_size_mb"] == 250.0
+    assert row["ttft_s"] == 0.7 and row["tokens_per_s"] == 20.0 and row["model_size_mb"] == 250.0  # 30 in 1.5 s
     assert row["cost_per_1k_conversations"] == 0.02  # 2 s a question at $0.036/h, 1,000 times
     failures = gate(row, Thresholds(answer_correctness=0.5, false_refusal_rate=0.1))
     assert failures == [

@@ -84,7 +84,8 @@ class Reply:
     pieces: Iterator[str] = field(default_factory=lambda: iter(()), repr=False)
     text: str = ""
     started: float = field(default_factory=time.perf_counter)
-    ttft_s: float | None = None
+    ttft_s: float | None = None  # until the customer saw the first words (the output guard holds a few back)
+    first_token_s: float | None = None  # until the model wrote its first token
     total_s: float | None = None
     n_pieces: int = 0
     withheld: str = ""  # why the output guard cut the answer off, if it did
@@ -313,7 +314,8 @@ class ChatService:
             question=question, kind="answer", reason="", sources=_refs(chunks), sent=messages[-1],
             model=self.engine.name, started=started, prompt_tokens=self.engine.count_tokens(messages),
         )  # fmt: skip
-        reply.pieces = guarded(self.engine.stream(messages, stop=PROMPT_MARKERS), self.output_guard(messages), reply)
+        pieces = _timed(self.engine.stream(messages, stop=PROMPT_MARKERS), reply)
+        reply.pieces = guarded(pieces, self.output_guard(messages), reply)
         return reply
 
     def output_guard(self, messages: Sequence[ChatMessage]) -> OutputGuard:
@@ -347,6 +349,24 @@ class ChatService:
         return self.domain.spec.persona.greeting
 
 
+def _timed(pieces: Iterator[str], reply: Reply) -> Iterator[str]:
+    """The model's pieces, noting when the first one came (generation speed is measured from there)."""
+    try:
+        for piece in pieces:
+            if reply.first_token_s is None:
+                reply.first_token_s = time.perf_counter() - reply.started
+            yield piece
+    finally:
+        if isinstance(pieces, Generator):
+            pieces.close()  # frees the engine when the guard stops early
+
+
+def generation_s(reply: Reply) -> float:
+    """Seconds the model spent writing after its first token."""
+    start = reply.first_token_s if reply.first_token_s is not None else reply.ttft_s
+    return max((reply.total_s or 0.0) - (start or 0.0), 1e-9)
+
+
 def _refs(chunks: Sequence[Chunk]) -> list[SourceRef]:
     return [SourceRef(i, c.source, c.title, c.location, c.text) for i, c in enumerate(chunks, start=1)]
 
@@ -354,7 +374,7 @@ def _refs(chunks: Sequence[Chunk]) -> list[SourceRef]:
 def reply_json(reply: Reply) -> dict[str, Any]:
     """A finished reply as JSON: answer, sources, refused, handoff, rule, timings."""
     seconds = reply.total_s or 0.0
-    gen = max(seconds - (reply.ttft_s or 0.0), 1e-9)
+    gen = generation_s(reply)
     return {
         "answer": reply.text,
         "kind": reply.kind,

@@ -48,6 +48,7 @@ class Outcome:
     sources: list[str]
     scored: Scored
     ttft_s: float
+    generation_s: float  # after the model's first token
     total_s: float
     tokens_in: int
     tokens_out: int
@@ -144,7 +145,7 @@ def run_model(domain: Domain, choice: ModelChoice, items: Sequence[EvalItem], pr
 
 
 def _one(service: Any, item: EvalItem) -> Outcome:
-    from kit.services.chat import CITE, WITHHELD
+    from kit.services.chat import CITE, WITHHELD, generation_s
 
     history = [ChatMessage(role=m.role, content=m.content) for m in item.history]
     reply = service.ask(item.question, history)
@@ -162,7 +163,7 @@ def _one(service: Any, item: EvalItem) -> Outcome:
         item=item, answer=shown, kind=reply.kind, withheld=bool(reply.withheld),
         sources=[s.label() for s in reply.sources],
         scored=score(item, answer, reply.kind, rule, cited, context, retrieved),
-        ttft_s=reply.ttft_s or 0.0, total_s=reply.total_s or 0.0,
+        ttft_s=reply.ttft_s or 0.0, total_s=reply.total_s or 0.0, generation_s=generation_s(reply),
         tokens_in=reply.prompt_tokens, tokens_out=reply.n_pieces,
     )  # fmt: skip
 

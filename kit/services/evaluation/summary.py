@@ -47,7 +47,7 @@ def summarize(run: ModelRun, price_per_hour: float, price_per_mtok: float) -> di
         "rule_accuracy": _share([o.scored.behaved for o in run.outcomes if o.item.expect == "rule"]),
         "recall_at_k": _share([bool(o.scored.retrieved_source) for o in answers]),
         "ttft_s": round(median([o.ttft_s for o in answered]), 4),
-        "tokens_per_s": round(median([(o.tokens_out - 1) / max(o.total_s - o.ttft_s, 1e-9) for o in timed]), 2),
+        "tokens_per_s": round(median([(o.tokens_out - 1) / o.generation_s for o in timed]), 2),
         "peak_rss_mb": round(run.peak_rss_mb, 1),
         "model_size_mb": round(run.choice.size_bytes / 2**20, 1) if run.choice.size_bytes is not None else None,
         "cost_per_1k_conversations": round(per_conv * CONVERSATIONS, 4),
