@@ -45,10 +45,13 @@ def untrained_tokens(gguf_path: Path, keep: Sequence[str]) -> np.ndarray:
         ids, texts = data["ids"], data["texts"]
     else:
         ids, texts = _find(gguf_path)
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(f".{cached.name}.tmp.npz")
-        np.savez(tmp, ids=ids, texts=texts)
-        tmp.replace(cached)
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_name(f".{cached.name}.tmp.npz")
+            np.savez(tmp, ids=ids, texts=texts)
+            tmp.replace(cached)
+        except OSError:  # a read-only model cache (the image lists them at build time): found again next start
+            pass
     return ids[~np.isin(texts, list(keep))] if len(ids) else ids
 
 
