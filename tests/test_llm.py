@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,18 @@ def test_an_engine_never_generates_an_untrained_token(engine: LlamaEngine) -> No
         engine.processors[0] = suppress
     assert len(seen) >= 5 and text
     assert not set(seen) & banned
+
+
+def test_a_read_only_model_cache_still_gives_the_untrained_tokens(tmp_path: Path, monkeypatch) -> None:
+    from kit.components.untrained import untrained_tokens
+
+    model = embedded_gguf()
+    expected = untrained_tokens(model, keep=["<end_of_turn>"])
+    cache = tmp_path / "ro"
+    cache.mkdir()
+    cache.chmod(0o555)  # as in the container image, where the non-root user cannot write the model cache
+    monkeypatch.setenv("KIT_CACHE", str(cache))
+    if os.access(cache, os.W_OK):  # root ignores the mode bits: make the cache path unusable instead
+        monkeypatch.setenv("KIT_CACHE", str(tmp_path / "file-not-folder"))
+        (tmp_path / "file-not-folder").write_text("")
+    assert (untrained_tokens(model, keep=["<end_of_turn>"]) == expected).all()
