@@ -15,35 +15,13 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from kit.services.evaluation.report import COLUMNS, cell
+
 IGNORE = -100
-METRICS = [
-    ("answer_correctness", "correct", "pct"),
-    ("citation_correctness", "cited right", "pct"),
-    ("groundedness", "grounded", "pct"),
-    ("invented_facts", "invented facts", "int"),
-    ("withheld_rate", "withheld", "pct"),
-    ("refusal_rate", "refusals", "pct"),
-    ("false_refusal_rate", "false refusals", "pct"),
-    ("handoff_accuracy", "hand-offs", "pct"),
-    ("rule_accuracy", "rules", "pct"),
-    ("recall_at_k", "recall@k", "pct"),
-    ("ttft_s", "first token s", "f2"),
-    ("tokens_per_s", "tokens/s", "f1"),
-]
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
-
-
-def cell(value: Any, kind: str) -> str:
-    if value is None:
-        return "n/a"
-    if kind == "pct":
-        return f"{100 * value:.0f}%"
-    if kind == "int":
-        return str(int(value))
-    return f"{value:.{kind[1]}f}"
 
 
 def short(text: str, limit: int = 220) -> str:
@@ -112,11 +90,15 @@ def answers_table(answers: list[dict[str, Any]], base: str, tuned: str, n: int) 
 
 
 def metrics_table(metrics: dict[str, dict[str, Any]]) -> list[str]:
-    head = "| model | items | " + " | ".join(label for _, label, _ in METRICS) + " |"
-    lines = [head, "|" + "---|" * (len(METRICS) + 2)]
+    """The eval report's own table (kit/services/evaluation/report.py), one row per model."""
+    lines = [
+        "| model | items | " + " | ".join(label for _, label, _ in COLUMNS) + " |",
+        "|" + "---|" * (len(COLUMNS) + 2),
+    ]
     for model, row in metrics.items():
-        values = " | ".join(cell(row.get(key), kind) for key, _, kind in METRICS)
-        lines.append(f"| {model} | {row.get('items', 'n/a')} | {values} |")
+        lines.append(
+            f"| {model} | {row.get('items', 'n/a')} | " + " | ".join(cell(row.get(k), t) for k, _, t in COLUMNS) + " |"
+        )
     return lines
 
 

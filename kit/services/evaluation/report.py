@@ -23,7 +23,8 @@ COLUMNS = (
 )  # fmt: skip
 
 
-def _cell(value: Any, kind: str) -> str:
+def cell(value: Any, kind: str) -> str:
+    """One metric as the report shows it."""
     if value is None:
         return "n/a"
     if kind == "pct":
@@ -41,7 +42,7 @@ def markdown(domain: str, rows: list[dict[str, Any]], verdict: str, failures: li
         "| model | " + " | ".join(c[1] for c in COLUMNS) + " |",
         "|---" * (len(COLUMNS) + 1) + "|",
     ]
-    lines += [f"| {r['model']} | " + " | ".join(_cell(r[k], t) for k, _, t in COLUMNS) + " |" for r in rows]
+    lines += [f"| {r['model']} | " + " | ".join(cell(r[k], t) for k, _, t in COLUMNS) + " |" for r in rows]
     lines += ["", "Gate: " + ("passed." if not failures else "failed — " + "; ".join(failures))]
     return "\n".join(lines) + "\n"
 
@@ -86,7 +87,7 @@ def html_report(
     e = html.escape
     head = "".join(f"<th>{e(c[1])}</th>" for c in COLUMNS)
     body = "".join(
-        f"<tr><td>{e(r['model'])}</td>" + "".join(f"<td>{_cell(r[k], t)}</td>" for k, _, t in COLUMNS) + "</tr>"
+        f"<tr><td>{e(r['model'])}</td>" + "".join(f"<td>{cell(r[k], t)}</td>" for k, _, t in COLUMNS) + "</tr>"
         for r in rows
     )
     inline = base64.b64encode(png).decode()
