@@ -72,6 +72,7 @@ def test_the_run_folder_describes_itself(trained: Path) -> None:
     assert info["finished"] and info["step"] == 3 and info["preset"] == "tiny" and info["chat_template"] == "gemma"
     assert info["train_examples"] + info["val_examples"] == 6 and info["val_examples"] >= 1
     assert info["hparams"]["lora"]["rank"] == 4 and info["tokens_per_s"] > 0
+    assert info["peak_rss_mb"] > 100 and info["peak_gpu_mb"] is None  # GPU memory only where CUDA ran
     for rel in ("spec.yaml", "chat_template.json", "tokenizer/tokenizer.json", "adapter/adapter_config.json",
                 "data/train.jsonl", "data/val.jsonl", "loss.svg", "sample.json"):  # fmt: skip
         assert (trained / rel).is_file(), rel

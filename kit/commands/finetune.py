@@ -59,9 +59,10 @@ def command(domain_dir: str, preset: str | None, resume: bool, out: str | None, 
     }  # fmt: skip
     run = finetune(domain_dir, preset, overrides, out, resume, base, progress=not quiet)
     info = run.info
+    gpu = f", peak GPU {info['peak_gpu_mb']} MB" if info.get("peak_gpu_mb") else ""
     val = f", val loss {info['final_val_loss']:.3f}" if info.get("final_val_loss") is not None else ""
     click.echo(
         f"trained {info['step']} steps: train loss {info['first_train_loss']:.3f} -> {info['final_train_loss']:.3f}"
-        f"{val}; {info['tokens_per_s']} tokens/s, peak RSS {info['peak_rss_mb']} MB\n"
+        f"{val}; {info['tokens_per_s']} tokens/s, peak RSS {info['peak_rss_mb']} MB{gpu}\n"
         f"run folder: {run.dir}\nnext: kit export {run.dir}"
     )

@@ -777,9 +777,18 @@ def finish(s: Setup, acc: Any, model: Any, step: int, total: int, seconds: float
         "train_seconds": round(seconds, 2), "train_tokens": tokens,
         "tokens_per_s": round(tokens / seconds, 1) if seconds else None,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "ended": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "peak_gpu_mb": peak_gpu_mb(), "ended": time.strftime("%Y-%m-%dT%H:%M:%S"),
     })  # fmt: skip
     s.run.save_info()
+
+
+def peak_gpu_mb() -> int | None:
+    """The most GPU memory torch held at once (what decides whether a run fits a card); None on the CPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return round(torch.cuda.max_memory_reserved() / 2**20)
 
 
 def template_names() -> list[str]:
