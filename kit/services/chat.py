@@ -329,7 +329,7 @@ class ChatService:
             question=question, kind="answer", reason="", sources=_refs(chunks), sent=messages[-1],
             model=self.engine.name, started=started, prompt_tokens=self.engine.count_tokens(messages),
         )  # fmt: skip
-        pieces = _timed(self.engine.stream(messages, stop=PROMPT_MARKERS), reply)
+        pieces = until_phantom_citation(_timed(self.engine.stream(messages, stop=PROMPT_MARKERS), reply), len(chunks))
         reply.pieces = guarded(pieces, self.output_guard(messages), reply)
         return reply
 
@@ -374,6 +374,31 @@ def _timed(pieces: Iterator[str], reply: Reply) -> Iterator[str]:
     finally:
         if isinstance(pieces, Generator):
             pieces.close()  # frees the engine when the guard stops early
+
+
+def until_phantom_citation(pieces: Iterator[str], n_sources: int) -> Iterator[str]:
+    """The model's pieces up to its first citation of a document it was not given ("[7]" with four): a small model
+    that cites what is not there has stopped answering and started to ramble, so the answer ends before it. A piece
+    that may begin a citation ("[1") is held until the bracket closes."""
+    held: list[str] = []
+    try:
+        for piece in pieces:
+            held.append(piece)
+            text = "".join(held)
+            phantom = next((m for m in CITE.finditer(text) if not 1 <= int(m.group(1)) <= n_sources), None)
+            if phantom:
+                kept = text[: phantom.start()].rstrip()
+                if kept:
+                    yield kept
+                return
+            bracket = text.rfind("[")
+            if bracket == -1 or "]" in text[bracket:] or len(text) - bracket > 3:
+                yield from held
+                held = []
+        yield from held
+    finally:
+        if isinstance(pieces, Generator):
+            pieces.close()
 
 
 def generation_s(reply: Reply) -> float:
