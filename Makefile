@@ -49,8 +49,9 @@ test-image: prepare
 test-reliability: prepare
 	$(PY) -m pytest -m reliability tests/test_fuzz.py tests/test_faults.py --hypothesis-show-statistics -rP
 	$(PY) -m pytest -m reliability tests/test_load.py
-	@# An advisory published upstream must not turn CI red by itself: findings print here, triage in docs/RELIABILITY.md.
-	-$(VENV)/bin/pip-audit -l --skip-editable --progress-spinner off
+	@# An advisory published upstream must not turn CI red by itself: findings print here with their triage
+	@# (scripts/audit-triage.yaml); an untriaged one prints "VULNERABLE, not triaged". See docs/RELIABILITY.md.
+	-$(PY) scripts/audit.py
 	$(PY) -m pytest tests/test_index.py::test_kill_during_indexing_then_complete
 
 lint: install
