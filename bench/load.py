@@ -7,7 +7,8 @@ Starts `kit serve` as its own process on 127.0.0.1 (rate limit off: every custom
 measures one customer alone first (the baseline), then N customers at once, each asking, reading the
 answer and thinking a moment, 30% of them through the UI's queue. Prints throughput, time to first
 token (p50/p95, and as a ratio of the baseline), errors, "busy, retry" answers, the server's memory
-over time; then saturates the API (3 x KIT_MAX_BUSY requests at once) to show what a full server says.
+over time (per tenth of the run, and its growth rate over the second half); then saturates the API
+(3 x KIT_MAX_BUSY requests at once) to show what a full server says.
 """
 
 from __future__ import annotations
@@ -98,6 +99,17 @@ def ask_ui(url: str, question: str) -> tuple[int, float | None, str]:
         return (503 if "queue" in str(exc).lower() else 500), None, str(exc)[:80]
 
 
+def memory_trend(memory: list[tuple[float, float]]) -> dict[str, object]:
+    """RSS per tenth of the run, and the growth rate over its second half (least squares, MB per hour)."""
+    if len(memory) < 10:
+        return {}
+    size = len(memory) // 10
+    tenths = [round(statistics.mean(m for _, m in memory[i * size : (i + 1) * size]), 1) for i in range(10)]
+    half = memory[len(memory) // 2 :]
+    slope = statistics.linear_regression([t for t, _ in half], [m for _, m in half]).slope
+    return {"rss_mb_by_tenth": tenths, "rss_growth_mb_per_hour_second_half": round(slope * 3600, 1)}
+
+
 def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) >= 2 else (values[0] if values else 0.0)
 
@@ -186,6 +198,7 @@ def main() -> None:
             "rss_mb_first_third": round(statistics.mean(m for _, m in early), 1) if early else None,
             "rss_mb_last_third": round(statistics.mean(m for _, m in late), 1) if late else None,
             "rss_mb_max": round(max((m for _, m in memory), default=0.0), 1),
+            **memory_trend(memory),
             "burst": burst, "burst_served": len(served), "burst_503": len(refused),
             "burst_503_slowest_s": round(max(refused), 3) if refused else None,
             "burst_served_slowest_s": round(max(served), 3) if served else None,

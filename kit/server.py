@@ -69,6 +69,11 @@ class Limits(BaseModel):
         default=8, ge=1, description="API answers running or waiting for the model; beyond it a 503 with Retry-After."
     )
     queue_size: int = Field(default=64, ge=1, description="UI requests waiting in Gradio's queue; beyond it a 503.")
+    ui_sessions: int = Field(
+        default=1000,
+        ge=1,
+        description="UI sessions whose state (history, ~35 kB each) is kept in memory; the longest idle is dropped.",
+    )
 
     @classmethod
     def from_env(cls, environ: MutableMapping[str, str] | None = None) -> Limits:
@@ -432,6 +437,7 @@ def build_server(
     store = FeedbackStore(Path(db)) if db else FeedbackStore.for_domain(service.domain.build_dir)
     app = build_api(service, store, api_key, limits)
     ui = build_app(service, store).queue(max_size=limits.queue_size, default_concurrency_limit=WORKERS)
+    ui.state_session_capacity = limits.ui_sessions  # Gradio keeps 10,000 sessions otherwise: memory grows with visits
     return gr.mount_gradio_app(
         app, ui, path="/", auth=login, max_file_size=limits.max_body_bytes, **launch_kwargs(service)
     )

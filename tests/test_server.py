@@ -148,3 +148,19 @@ def test_thumbs_are_stored_against_the_answer(served: Served) -> None:
     ui.like(turns, gr.LikeData(None, {"index": 2, "value": "x", "liked": False}))
     assert store.turns("conv-like")[0]["rating"] == -1
     assert ui.new_chat()[0] == ui.greeting()
+
+
+def test_the_ui_keeps_at_most_ui_sessions_in_memory_and_the_newest_still_answers(example_service: Any) -> None:
+    """Gradio would keep 10,000 sessions' state; Limits.ui_sessions bounds it (the longest idle goes first)."""
+    from gradio.routes import App
+    from runtime_fixtures import serve
+
+    from kit.server import Limits, build_server
+
+    app = build_server(example_service, limits=Limits(ui_sessions=3, rate_per_minute=0))
+    gradio_app = next(route.app for route in app.routes if isinstance(getattr(route, "app", None), App))
+    for url in serve(app):
+        for n in range(6):
+            chat, _ = ask_ui(url, f"I want a real person ({n})")  # a hand-off: no model call
+            assert [text(m) for m in chat if m["role"] == "user"] == [f"I want a real person ({n})"]
+        assert 1 <= len(gradio_app.state_holder.session_data) <= 3

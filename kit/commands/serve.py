@@ -114,7 +114,8 @@ def command(domain_dir: str, host: str, port: int, api_key: str | None) -> None:
     Limits (environment): KIT_RATE_PER_MINUTE and KIT_RATE_BURST per client
     (429 beyond), KIT_MAX_BUSY answers at once on the API and KIT_QUEUE_SIZE
     on the UI (503 "busy, retry" beyond), KIT_MAX_BODY_BYTES (413 beyond),
-    KIT_MAX_MESSAGES and KIT_MAX_MESSAGE_CHARS.
+    KIT_MAX_MESSAGES and KIT_MAX_MESSAGE_CHARS; KIT_UI_SESSIONS UI sessions
+    kept in memory (the longest idle dropped beyond).
 
     \b
     Examples:
