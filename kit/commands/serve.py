@@ -87,9 +87,11 @@ def run_server(domain_dir: str, host: str, port: int, api_key: str | None) -> No
     """Load the domain's service and serve UI and API until interrupted."""
     import uvicorn
 
+    from kit.malloc import limit_arenas
     from kit.server import Limits, build_server
     from kit.services.chat import ChatService
 
+    limit_arenas()  # before the engine's and the server's threads exist
     login = ui_login()
     check_auth(host, api_key, login)
     limits = Limits.from_env()
