@@ -76,7 +76,7 @@ def from_pip_audit(dep: dict[str, object], versions: dict[str, str]) -> Result:
     result = Result(name, str(dep.get("version") or versions.get(name, "?")))
     if "skip_reason" not in dep:
         result.audited_by = "pip-audit"
-        result.findings = [describe(v) for v in dep.get("vulns", [])]  # type: ignore[union-attr]
+        result.findings = unique([describe(v) for v in dep.get("vulns", [])])  # type: ignore[union-attr]
     return result
 
 
@@ -109,7 +109,7 @@ def from_project_json(result: Result, client: httpx.Client) -> Result:
         result.note = f"latest is {latest}: this version's advisories cannot be looked up here"
         return result
     result.audited_by = "PyPI project JSON (latest release)"
-    result.findings = [describe(v) for v in body.get("vulnerabilities") or []]
+    result.findings = unique([describe(v) for v in body.get("vulnerabilities") or []])
     return result
 
 
@@ -131,13 +131,13 @@ def report(results: list[Result], verdicts: dict[str, str]) -> int:
             print(f"  not audited: {r.name} {r.version} — {r.note or 'skipped by pip-audit'}")
     untriaged = 0
     for r in found:
-        for finding in unique(r.findings):
+        for finding in r.findings:
             verdict = next((verdicts[i] for i in finding.ids if i in verdicts), None)
             untriaged += verdict is None
             print(f"{'triaged' if verdict else 'VULNERABLE, not triaged'}: {r.name} {r.version}: {finding}")
             if verdict:
                 print(f"  {verdict}")
-    total = sum(len(unique(r.findings)) for r in found)
+    total = sum(len(r.findings) for r in found)
     print(f"{total} known vulnerabilities in {len(found)} distributions, {untriaged} not triaged")
     return 1 if untriaged else 0
 
