@@ -53,7 +53,8 @@ class Conversation(Record):
         return self
 
 
-Expect = Literal["answer", "refuse", "handoff", "rule"]
+Expect = Literal["answer", "unknown", "refuse", "handoff", "rule"]
+Tag = Literal["fact", "yes-no", "unknown", "two-docs", "follow-up", "injection", "pii", "refuse", "handoff", "rule"]
 
 
 class EvalItem(Record):
@@ -63,29 +64,61 @@ class EvalItem(Record):
     question: str = Field(description="What the customer asks.")
     expect: Expect = Field(
         default="answer",
-        description="'answer' from the documents, 'refuse' (off-topic), 'handoff' to a human, or "
-        "'rule' (a hard rule's fixed response).",
+        description="'answer' from the documents, 'unknown' (in scope, but the documents don't say: the answer "
+        "must say so and state no figure), 'refuse' (off-topic), 'handoff' to a human, or 'rule' (a hard rule's "
+        "fixed response).",
     )
     expected_facts: list[str] = Field(
-        default_factory=list, description="Strings a correct answer contains, each found in `source`."
+        default_factory=list,
+        description="Strings a correct answer contains, each as its source document writes it (numbers are "
+        "compared by value). Facts already in the question or history don't count for the strict score.",
+    )
+    forbidden_facts: list[str] = Field(
+        default_factory=list,
+        description="Strings a correct answer must not contain: 'yes' for a question whose answer is no (a whole "
+        "word), a neighbouring row's price, what a planted instruction asks for. Numbers by value.",
+    )
+    yes_no: Literal["yes", "no"] | None = Field(
+        default=None, description="The true answer of a yes/no question; an answer opening with the other is wrong."
     )
     source: str | None = Field(default=None, description="Document (relative to the domain) holding the facts.")
+    sources: list[str] = Field(
+        default_factory=list,
+        description="Where the facts are, at row or section level: 'path#anchor' with a CSV row id "
+        "('docs/catalogue.csv#NW-TNT-0042'), a heading ('docs/policies/shipping.md#Free shipping') or part of a "
+        "FAQ question; a bare path means any part of the file. Used for citation and recall@k.",
+    )
     rule: str | None = Field(default=None, description="Rule id, when `expect` is 'rule'.")
     history: list[Message] = Field(default_factory=list, description="Earlier turns, for follow-up questions.")
+    tags: list[Tag] = Field(default_factory=list, description="What the item tests, for per-kind reporting.")
 
     _question_not_blank = field_validator("question")(_not_blank)
+
+    @property
+    def locators(self) -> list[str]:
+        """Where the facts are: `sources`, or the one `source` document."""
+        return list(self.sources) or ([self.source] if self.source else [])
+
+    @property
+    def files(self) -> list[str]:
+        """The documents the locators name."""
+        return list(dict.fromkeys(loc.split("#", 1)[0] for loc in self.locators))
 
     @model_validator(mode="after")
     def _consistent(self) -> EvalItem:
         if self.expect == "answer":
             if not self.expected_facts:
                 raise ValueError("an 'answer' item needs at least one entry in expected_facts")
-            if not self.source:
-                raise ValueError("an 'answer' item needs `source`, the document holding its facts")
+            if not self.locators:
+                raise ValueError("an 'answer' item needs `sources` (or `source`), where its facts are")
+        if self.expect == "unknown" and self.expected_facts:
+            raise ValueError("an 'unknown' item has no expected_facts (the documents don't hold the answer)")
         if self.expect == "rule" and not self.rule:
             raise ValueError("a 'rule' item needs `rule`, the id of the rule it tests")
-        if any(not f.strip() for f in self.expected_facts):
-            raise ValueError("expected_facts holds an empty string")
+        if self.source and self.sources:
+            raise ValueError("give either `source` or `sources`, not both")
+        if any(not f.strip() for f in [*self.expected_facts, *self.forbidden_facts]):
+            raise ValueError("expected_facts or forbidden_facts holds an empty string")
         return self
 
 

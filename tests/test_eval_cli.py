@@ -24,26 +24,55 @@ def indexed_example(run_kit, example_copy: Path) -> Path:
     return example_copy
 
 
-def test_endpoint_model_metrics_and_gate(run_kit, indexed_example: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_endpoint_model_metrics_per_split_and_gate(
+    run_kit, indexed_example: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("BIG_KEY", "sk-test")
     with openai_stub(canned) as (url, requests):
         args = ("eval", str(indexed_example), "--model", f"openai:{url}#big", "--api-key-env", "BIG_KEY", "-q")
-        result = run_kit(*args, "--json", "--price-per-mtok", "2.5")
-        assert result.code == 0, result.err
-        gated = run_kit(*args, "--gate")
+        result = run_kit(*args, "--json", "--price-per-mtok", "2.5", "--gate")
+    assert result.code == 1, result.err
     row = json.loads(result.out)["big"]
-    assert row["answer_correctness"] == 0.5 and row["citation_correctness"] == 1.0
-    assert row["groundedness"] == 0.5 and row["invented_facts"] == 1
-    assert row["refusal_rate"] == 1.0 and row["handoff_accuracy"] == 1.0 and row["false_refusal_rate"] == 0.0
-    assert row["recall_at_k"] == 1.0 and row["model_size_mb"] is None
-    assert row["cost_per_1k_conversations"] > 0
-    assert len(requests) == 4  # only the two answer items reach the model, twice; guardrails answer the rest
+    held, dev = row["heldout"], row["dev"]
+    # held-out: the lantern right; Mexico answered with the returns policy's (wrong) 45 days, uncited; the
+    # hammock question (not in the documents) answered with a figure instead of "we don't have that"
+    assert held["items"] == 3 and held["answer_items"] == 3
+    assert held["answer_correctness"] == round(1 / 3, 4) and held["lenient_correctness"] == round(1 / 3, 4)
+    assert held["citation_correctness"] == 0.5 and held["invented_facts"] == 2 and held["unknown_accuracy"] == 0.0
+    assert held["groundedness"] == round(1 / 3, 4) and held["wrong_yes_no_rate"] == 0.0 and held["recall_at_k"] == 1.0
+    assert dev["items"] == 4 and dev["answer_correctness"] == 0.5 and dev["citation_correctness"] == 1.0
+    assert dev["refusal_rate"] == 1.0 and dev["handoff_accuracy"] == 1.0 and dev["false_refusal_rate"] == 0.0
+    assert held["contaminated_share"] == 0.0 and dev["contaminated_share"] == 0.0
+    assert row["model_size_mb"] is None and row["cost_per_1k_conversations"] > 0
+    assert len(requests) == 5  # only the five answer items reach the model; guardrails answer the rest
     assert all(r["auth"] == "Bearer sk-test" and r["body"]["model"] == "big" for r in requests)
-    assert gated.code == 1
-    # exactly the metric past its threshold: 50% correctness meets a 50% minimum, so it is not named
-    assert [line for line in gated.err.splitlines() if line.startswith("gate:")] == [
-        "gate: big: groundedness 50% is below the minimum 80%"
+    # the gate reads the held-out split and names it, with each metric past its default goal
+    assert [line for line in result.err.splitlines() if line.startswith("gate:")] == [
+        "gate: big: heldout answer_correctness 33% is below the minimum 80%",
+        "gate: big: heldout citation_correctness 50% is below the minimum 90%",
+        "gate: big: heldout groundedness 33% is below the minimum 100%",
+        "gate: big: heldout invented_facts 2 is above the maximum 0",
     ]
+
+
+def test_a_training_question_in_the_eval_set_is_reported(run_kit, indexed_example: Path) -> None:
+    train = (indexed_example / "data" / "train.jsonl").read_text().splitlines()
+    line = next(i for i, x in enumerate(train, start=1) if "enamel camp mug" in x)
+    copied = {"id": "ex-h09", "question": "How much is the enamel camp mug?", "expected_facts": ["14.50"],
+              "sources": ["docs/catalogue.csv#EX-MUG-001"]}  # fmt: skip
+    heldout = indexed_example / "eval" / "heldout.jsonl"
+    heldout.write_text(heldout.read_text() + json.dumps(copied) + "\n")
+    result = run_kit("validate", str(indexed_example), "--no-embeddings")
+    assert result.code == 0, result.err
+    warned = [x for x in result.err.splitlines() if "near-duplicate" in x]
+    assert warned == [
+        f"warning: {indexed_example}/eval/heldout.jsonl:4: the question is a near-duplicate of the training turn "
+        f"at {indexed_example}/data/train.jsonl:{line} (same text) — reword it, ask about another fact, or keep it "
+        "out of the held-out set"
+    ]
+    with openai_stub(canned) as (url, _):
+        out = run_kit("eval", str(indexed_example), "--model", f"openai:{url}#big", "-q", "--json")
+    assert json.loads(out.out)["big"]["heldout"]["contaminated_share"] == 0.25
 
 
 def test_report_lists_failed_questions(run_kit, indexed_example: Path) -> None:
@@ -55,7 +84,7 @@ def test_report_lists_failed_questions(run_kit, indexed_example: Path) -> None:
         )
     page = report.read_text(encoding="utf-8")
     assert 'id="metrics"' in page and "data:image/png;base64," in page
-    assert "ex-002" in page and "invented 45" in page and "45 days" in page
+    assert "ex-002" in page and "invented 45" in page and "45 days" in page and "missing 30 days" in page
     assert (indexed_example / "out" / "report.md").read_text().startswith("# Eval report: example-shop")
     assert (indexed_example / "build" / "eval" / "latest.html").read_text(encoding="utf-8") == page
     answers = [json.loads(x) for x in (indexed_example / "out" / "report.jsonl").read_text().splitlines()]
@@ -74,14 +103,16 @@ def test_embedded_model_end_to_end(run_kit, indexed_example: Path) -> None:
             "  chat_template: gemma", "  chat_template: gemma\n  sampling:\n    max_tokens: 24\n    temperature: 0"
         )
     )
-    result = run_kit("eval", str(indexed_example), "--model", "base", "--limit", "3", "--json", "-q")
+    result = run_kit("eval", str(indexed_example), "--model", "base", "--limit", "5", "--json", "-q")
     assert result.code == 0, result.err
     row = json.loads(result.out)["gemma-3-270m"]
-    assert row["items"] == 3 and row["refusal_rate"] == 1.0 and row["handoff_accuracy"] == 1.0
-    assert 0 <= row["answer_correctness"] <= 1 and row["recall_at_k"] == 1.0
-    assert row["ttft_s"] > 0 and row["peak_rss_mb"] > 100
+    assert row["items"] == 5 and row["ttft_s"] > 0 and row["peak_rss_mb"] > 100
+    # --limit takes each split's kinds in turn: a held-out answer and unknown item; a dev answer, refusal, hand-off
+    assert row["heldout"]["items"] == 2 and row["dev"]["items"] == 3
+    assert row["dev"]["refusal_rate"] == 1.0 and row["dev"]["handoff_accuracy"] == 1.0
+    assert 0 <= row["heldout"]["answer_correctness"] <= 1
     # speed is measured on answers the output guard let through; the base model's may all be withheld
-    assert row["tokens_per_s"] > 0 or row["withheld_rate"] == 1.0
+    assert row["tokens_per_s"] > 0 or row["dev"]["withheld_rate"] == 1.0
     assert 200 < row["model_size_mb"] < 300
 
 

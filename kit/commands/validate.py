@@ -1,4 +1,4 @@
-"""`kit validate <domain-dir>`: load the spec, check every file, list all problems."""
+"""`kit validate <domain-dir>`: load the spec, check every file, list all problems; warn about weak eval items."""
 
 from __future__ import annotations
 
@@ -13,11 +13,17 @@ from kit.validation.checks import validate_domain
 
 @click.command("validate")
 @click.argument("domain_dir", type=click.Path(file_okay=True, dir_okay=True))
-def command(domain_dir: str) -> None:
+@click.option(
+    "--no-embeddings", is_flag=True, help="Find contaminated eval questions by their words only (no embedding model)."
+)
+def command(domain_dir: str, no_embeddings: bool) -> None:
     """Check DOMAIN_DIR's domain.yaml and every file it names.
 
     Prints every problem as `file:line: what is wrong — how to fix`; exits 1 when
-    there is any.
+    there is any. Then warns (exit 0) about eval questions that a training
+    conversation already asks (same text, word overlap >= 0.6, or embedding
+    cosine >= 0.92), naming both places, and about answer items that an answer
+    repeating the question would pass.
 
     \b
     Example:
@@ -26,9 +32,28 @@ def command(domain_dir: str) -> None:
     spec_file = find_spec(domain_dir)
     spec, problems = read_spec(spec_file)
     if spec is not None:
-        found = validate_domain(Domain(root=spec_file.parent.resolve(), spec=spec))
+        domain = Domain(root=spec_file.parent.resolve(), spec=spec)
+        found = validate_domain(domain)
         problems = [Problem(str(spec_file.parent / p.file), p.line, p.what, p.hint) for p in found]
     if problems:
         raise ValidationFailed(problems)
     assert spec is not None
+    for warning in _warnings(domain, spec_file.parent, not no_embeddings):
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"{Path(domain_dir)}: ok — domain '{spec.name}' is valid")
+
+
+def _warnings(domain: Domain, shown: Path, embeddings: bool) -> list[str]:
+    from kit.services.evaluation import contamination
+
+    embed = None
+    if embeddings:
+        from kit.components.embedding import Embedder
+
+        embed = Embedder(domain.spec.retrieval.embedding_model).embed
+    lines = [
+        f"{shown / o.item.place}: the question is a near-duplicate of the training turn at {shown / o.training.place} "
+        f"({o.how}) — reword it, ask about another fact, or keep it out of the held-out set"
+        for o in contamination.check(domain, embed)
+    ]
+    return lines + [str(Problem(str(shown / w.file), w.line, w.what, w.hint)) for w in contamination.echoes(domain)]

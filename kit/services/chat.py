@@ -92,6 +92,7 @@ class Reply:
     first_token_s: float | None = None  # until the model wrote its first token
     total_s: float | None = None
     n_pieces: int = 0
+    model_pieces: int = 0  # what the model wrote, before the guards (a count at max_tokens means it was cut off)
     withheld: str = ""  # why the output guard cut the answer off, if it did
     prompt_tokens: int = 0  # the whole prompt the model read (system prompt, history, documents, question)
 
@@ -370,6 +371,7 @@ def _timed(pieces: Iterator[str], reply: Reply) -> Iterator[str]:
         for piece in pieces:
             if reply.first_token_s is None:
                 reply.first_token_s = time.perf_counter() - reply.started
+            reply.model_pieces += 1
             yield piece
     finally:
         if isinstance(pieces, Generator):

@@ -8,8 +8,8 @@ from pathlib import Path
 from kit.domain import Domain, document_files
 from kit.errors import Problem
 from kit.records import Conversation, EvalItem, FaqEntry
-from kit.settings import TableSchema
-from kit.validation.files import read_csv, read_jsonl, read_text
+from kit.settings import Source, TableSchema
+from kit.validation.files import read_csv, read_csv_text, read_jsonl, read_text
 from kit.validation.pydantic_errors import printable
 
 NUMBER_RE = re.compile(r"^-?\d+(\.\d+)?$")
@@ -44,60 +44,89 @@ def check_conversations(domain: Domain) -> list[Problem]:
     return problems
 
 
+def eval_files(domain: Domain) -> list[str]:
+    """The eval files domain.yaml names: the held-out set (if any), then the development set."""
+    return [rel for rel in (domain.spec.eval.heldout, domain.spec.eval.set) if rel is not None]
+
+
 def check_eval(domain: Domain) -> list[Problem]:
-    """The eval set: records, unique ids, sources among the documents, facts found in their source."""
-    rel = domain.spec.eval.set
-    records, problems = read_jsonl(domain.path(rel), rel, EvalItem, describe_message)
-    documents = {domain.rel(p) for p, _ in document_files(domain)}
+    """The eval sets: records, ids unique across both, sources (row or section) among the documents, facts found in
+    their source."""
+    documents = {domain.rel(p): source for p, source in document_files(domain)}
     rules = {r.id for r in domain.spec.rules}
     texts: dict[str, str | None] = {}
-    seen: dict[str, int] = {}
-    for line, item in records:
-        if item.id in seen:
-            problems.append(
-                Problem(
-                    rel,
-                    line,
-                    f"duplicate id '{printable(item.id)}' (first on line {seen[item.id]})",
-                    "give every eval item its own id",
-                )
-            )
-        seen.setdefault(item.id, line)
-        if item.rule is not None and item.rule not in rules:
-            problems.append(
-                Problem(
-                    rel,
-                    line,
-                    f"rule '{printable(item.rule)}' is not a rule in domain.yaml",
-                    f"use one of: {', '.join(sorted(rules)) or '(none defined)'}",
-                )
-            )
-        if item.source is None:
-            continue
-        if item.source not in documents:
-            problems.append(
-                Problem(
-                    rel,
-                    line,
-                    f"source '{printable(item.source)}' is not one of the domain's documents",
-                    "name a file listed under retrieval.sources, relative to the domain",
-                )
-            )
-            continue
-        if item.source not in texts:
-            texts[item.source] = read_text(domain.path(item.source), item.source)[0]
-        text = texts[item.source]
-        for fact in item.expected_facts:
-            if text is not None and fact.casefold() not in text.casefold():
-                problems.append(
-                    Problem(
-                        rel,
-                        line,
-                        f"expected fact '{printable(fact)}' does not occur in {item.source}",
-                        "quote the fact exactly as the document writes it",
-                    )
-                )
+    seen: dict[str, str] = {}
+    problems: list[Problem] = []
+    for rel in eval_files(domain):
+        records, found = read_jsonl(domain.path(rel), rel, EvalItem, describe_message)
+        problems += found
+        for line, item in records:
+            problems += _check_item(domain, rel, line, item, documents, rules, texts, seen)
+            seen.setdefault(item.id, f"{rel}:{line}")
     return problems
+
+
+def _check_item(
+    domain: Domain,
+    rel: str,
+    line: int,
+    item: EvalItem,
+    documents: dict[str, Source],
+    rules: set[str],
+    texts: dict[str, str | None],
+    seen: dict[str, str],
+) -> list[Problem]:
+    problems: list[Problem] = []
+
+    def problem(what: str, hint: str) -> None:
+        problems.append(Problem(rel, line, what, hint))
+
+    if item.id in seen:
+        file, _, first = seen[item.id].rpartition(":")
+        where = f"on line {first}" if file == rel else f"at {seen[item.id]}"
+        problem(f"duplicate id '{printable(item.id)}' (first {where})", "give every eval item its own id")
+    if item.rule is not None and item.rule not in rules:
+        problem(
+            f"rule '{printable(item.rule)}' is not a rule in domain.yaml",
+            f"use one of: {', '.join(sorted(rules)) or '(none defined)'}",
+        )
+    for locator in item.locators:
+        path, _, anchor = locator.partition("#")
+        if path not in documents:
+            problem(
+                f"source '{printable(path)}' is not one of the domain's documents",
+                "name a file listed under retrieval.sources, relative to the domain",
+            )
+            continue
+        if path not in texts:
+            texts[path] = read_text(domain.path(path), path)[0]
+        text = texts[path]
+        if anchor and text is not None and not anchor_found(text, path, anchor, documents[path]):
+            problem(
+                f"'{printable(anchor)}' is not a row id, heading or FAQ question in {path}",
+                "write what follows '#' as the document does: a CSV row's id, a heading, or part of a FAQ question",
+            )
+    files = [texts.get(f) for f in item.files if texts.get(f) is not None]
+    for fact in item.expected_facts:
+        if files and not any(fact.casefold() in t.casefold() for t in files if t is not None):
+            problem(
+                f"expected fact '{printable(fact)}' does not occur in {' or '.join(item.files)}",
+                "quote the fact exactly as the document writes it",
+            )
+    return problems
+
+
+def anchor_found(text: str, path: str, anchor: str, source: Source) -> bool:
+    """Whether a locator's anchor names a part of a document: a CSV row id, a Markdown heading, part of the text."""
+    want = " ".join(anchor.casefold().split())
+    if path.lower().endswith(".csv"):
+        header, rows, _ = read_csv_text(text)
+        column = source.table.id_column if source.table else (header[0] if header else "")
+        return any(row.get(column, "").casefold() == want for row in rows)
+    if path.lower().endswith((".md", ".markdown")):
+        headings = (ln.lstrip("#").strip() for ln in text.splitlines() if ln.lstrip().startswith("#"))
+        return any(want in " ".join(h.casefold().split()) for h in headings)
+    return want in " ".join(text.casefold().split())
 
 
 def check_table(path: Path, shown: str, schema: TableSchema | None) -> list[Problem]:

@@ -78,6 +78,18 @@ def read_csv(path: Path, shown: str) -> tuple[list[str], list[tuple[int, dict[st
     text, problems = read_text(path, shown)
     if text is None:
         return [], [], problems
+    header, rows, found = _parse_csv(text, shown)
+    return header, rows, problems + found
+
+
+def read_csv_text(text: str) -> tuple[list[str], list[dict[str, str]], list[Problem]]:
+    """Header and rows of a CSV text already read."""
+    header, rows, problems = _parse_csv(text, "")
+    return header, [row for _, row in rows], problems
+
+
+def _parse_csv(text: str, shown: str) -> tuple[list[str], list[tuple[int, dict[str, str]]], list[Problem]]:
+    problems: list[Problem] = []
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = [h.strip() for h in next(reader)]

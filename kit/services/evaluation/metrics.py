@@ -1,30 +1,69 @@
 """Scoring one answer against one eval item: pure functions, no model needed.
 
-Numbers are compared by value (``$129`` matches the fact ``129.00``); other facts by case- and
-space-insensitive substring. An answer is grounded when every number, price, date and identifier in
-it appears in what the model was given (the retrieved documents and the question).
+The strict verdict is the default. An answer is strictly correct only when
+- it is an answer (not refused, handed off, or withheld by the output guard);
+- every expected fact is present (numbers by value: ``$129`` matches ``129.00``), not counting facts the question
+  or the earlier turns already hold (an echo proves nothing);
+- none of the forbidden facts is (``yes`` for a question whose answer is no, a neighbour's price);
+- a yes/no question is not answered with the wrong polarity;
+- nothing is invented: every number, price, date, id, phone, e-mail and URL occurs in what the model was given;
+- it holds no junk: run-on text after the answer, control or glued tokens (``finalText``), another script.
+
+An ``unknown`` item is correct when the answer says the documents don't have it and states no figure. The
+lenient verdict (every expected string somewhere in the answer) stays as a second column. Every verdict comes
+with its reasons. Citations and recall@k are scored at the level of rows and sections (``path#anchor``).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from typing import Protocol
 
 from kit.records import EvalItem
 from kit.services.facts import facts, number, unsupported
 
+NUMERIC = re.compile(r"[$€£]?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
+URL = re.compile(r"\bhttps?://[^\s)\]>]+|\bwww\.[^\s)\]>]+", re.IGNORECASE)
+YES = {"yes", "yep", "yeah", "sure", "absolutely", "certainly", "definitely", "correct"}
+NO = {"no", "nope", "unfortunately", "sorry", "not", "nah"}
+# Saying the documents don't hold it: "we don't carry", "no information", "I'm not sure", "isn't listed"
+UNKNOWN = re.compile(
+    r"\b(?:don'?t|do not|doesn'?t|does not|didn'?t|did not|can'?t|cannot|couldn'?t|could not|isn'?t|aren'?t|"
+    r"not|no information|no details|unable|unfortunately|no record|unsure)\b",
+    re.IGNORECASE,
+)
+ROLE_MARK = re.compile(r"(?:^|\n)\s*\**(?:user|customer|assistant|question|answer|q|a)\**\s*:", re.IGNORECASE)
+CONTROL_TOKEN = re.compile(r"<\|?/?[a-z_]+\d*\|?>|<unused\d+>", re.IGNORECASE)
+GLUED = re.compile(r"\b[a-z]+[A-Z][A-Za-z0-9]*\b|\b[A-Z][a-z]+[A-Z][a-z]+\w*\b|\][A-Za-z]{2,}")
+WORD = re.compile(r"\w+")
+REPEAT_WORDS = 8  # a run of this many words said twice is a loop
 
-# numbers not inside an identifier (NW-TNT-0042) or a word; 1,299.00 is one number
+
+class Cited(Protocol):
+    """A chunk the model was given (a SourceRef): its file, its title and its text."""
+
+    source: str
+    title: str
+    text: str
+
+
 @dataclass(frozen=True)
 class Scored:
-    """The verdicts on one answer."""
+    """The verdicts on one answer, with the reasons for each failure."""
 
-    correct: bool | None  # None when the item is not an 'answer' item
-    cited_right: bool | None
+    correct: bool | None  # strict; None for refuse / handoff / rule items
+    lenient: bool | None  # every expected string somewhere in the answer (the old score)
+    cited_right: bool | None  # cites chunks covering every row/section the item names
     invented: list[str] = field(default_factory=list)
+    junk: list[str] = field(default_factory=list)
+    wrong_yes_no: bool | None = None  # None unless the item is a yes/no question
     behaved: bool = True  # refused / handed off / applied the rule when it should, and only then
-    retrieved_source: bool | None = None
+    recall: float | None = None  # share of the item's rows/sections among the chunks the model was given
+    reasons: list[str] = field(default_factory=list)
 
 
 def numbers(text: str) -> set[Decimal]:
@@ -34,43 +73,173 @@ def numbers(text: str) -> set[Decimal]:
 
 def fact_present(fact: str, answer: str) -> bool:
     """Whether the answer states the fact: numbers exactly by value, text case- and space-insensitively."""
-    if re.fullmatch(r"[$€£]?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?", fact.strip()):
+    if NUMERIC.fullmatch(fact.strip()):
         return number(fact) in numbers(answer)
     return " ".join(fact.casefold().split()) in " ".join(answer.casefold().split())
 
 
+def said(fact: str, answer: str) -> bool:
+    """Whether the answer says a forbidden fact: numbers by value, words and phrases as whole words."""
+    if NUMERIC.fullmatch(fact.strip()):
+        return number(fact) in numbers(answer)
+    words = r"\s+".join(re.escape(w) for w in fact.split())
+    return re.search(rf"(?<!\w){words}(?!\w)", answer, re.IGNORECASE) is not None
+
+
 def correct(item: EvalItem, answer: str) -> bool:
-    """All expected facts present."""
+    """The lenient verdict: all expected facts present anywhere."""
     return all(fact_present(f, answer) for f in item.expected_facts)
 
 
-def cited_right(item: EvalItem, cited_sources: list[str]) -> bool:
-    """The answer cites the expected source document (a citation is required)."""
-    return item.source in cited_sources
+def locator_matches(locator: str, chunk: Cited) -> bool:
+    """Whether a chunk is the row or section a locator names: ``path`` alone is any chunk of the file; ``#anchor``
+    is a CSV row id, part of a heading path or of a FAQ question (case-insensitive, whole words)."""
+    path, _, anchor = locator.partition("#")
+    if chunk.source != path:
+        return False
+    if not anchor:
+        return True
+    pattern = rf"(?<![\w-]){re.escape(' '.join(anchor.casefold().split()))}(?![\w-])"
+    return re.search(pattern, " ".join(chunk.title.casefold().split())) is not None
+
+
+def covered(item: EvalItem, chunks: Sequence[Cited]) -> list[str]:
+    """The item's locators that none of the chunks matches."""
+    return [loc for loc in item.locators if not any(locator_matches(loc, c) for c in chunks)]
+
+
+def polarity(answer: str) -> str | None:
+    """'yes' or 'no' when the answer opens with one, else None."""
+    words = WORD.findall(answer.casefold()[:80])
+    if not words:
+        return None
+    if words[0] in YES or words[:2] == ["of", "course"]:
+        return "yes"
+    if words[0] in NO or (words[:2] in (["i", "m"], ["i", "am"]) and "afraid" in words[:4]):
+        return "no"
+    return None
+
+
+def junk(answer: str, context: str) -> list[str]:
+    """What in the answer is not an answer: run-on turns, control or glued tokens, another script, a loop."""
+    found: list[str] = []
+    if ROLE_MARK.search(answer):
+        found.append("run-on: writes another turn")
+    found += [f"control token {t}" for t in dict.fromkeys(CONTROL_TOKEN.findall(answer))]
+    glued = [w for w in dict.fromkeys(GLUED.findall(answer)) if w.lstrip("]") not in context]
+    found += [f"glued token {w}" for w in glued]
+    foreign = sorted({c for c in answer if c.isalpha() and not _latin(c) and c not in context})
+    if foreign:
+        found.append("another script: " + "".join(foreign[:8]))
+    words = WORD.findall(answer.casefold())
+    runs = [tuple(words[i : i + REPEAT_WORDS]) for i in range(len(words) - REPEAT_WORDS + 1)]
+    if len(runs) != len(set(runs)):
+        found.append("run-on: repeats itself")
+    return found
+
+
+def _latin(char: str) -> bool:
+    return unicodedata.name(char, "").startswith("LATIN")
 
 
 def invented(answer: str, context: str) -> list[str]:
-    """Numbers, prices, dates and identifiers in the answer that the context does not hold."""
-    return unsupported(answer, context)
+    """Numbers, prices, dates, identifiers, phones, e-mails and URLs in the answer that the context does not hold."""
+    urls = [u.rstrip(".,;:") for u in URL.findall(answer)]
+    missing = [u for u in urls if u.casefold() not in context.casefold()]
+    return missing + unsupported(URL.sub(" ", answer), context)
 
 
 def behaved(item: EvalItem, kind: str, rule: str | None) -> bool:
     """The reply is of the kind the item expects (and the right rule, for rule items)."""
     if item.expect == "rule":
         return kind == "rule" and rule == item.rule
+    if item.expect == "unknown":
+        return kind in ("answer", "handoff")
     return kind == item.expect
 
 
-def score(
-    item: EvalItem, answer: str, kind: str, rule: str | None, cited: list[str], context: str, retrieved: list[str]
-) -> Scored:
-    """Every verdict for one item's reply."""
-    if item.expect != "answer":
-        return Scored(correct=None, cited_right=None, behaved=behaved(item, kind, rule))
+@dataclass(frozen=True)
+class Turn:
+    """What one eval item's reply was: its text, kind, what the model was given and what it cited."""
+
+    answer: str
+    kind: str
+    rule: str | None = None
+    given: Sequence[Cited] = ()  # the numbered chunks in the prompt
+    cited: Sequence[Cited] = ()  # those the answer cites
+    context: str = ""  # everything the model was given: system prompt, history, documents, question
+    withheld: bool = False
+    hit_limit: bool = False  # generation stopped at max_tokens, not at the end of an answer
+
+
+def score(item: EvalItem, turn: Turn) -> Scored:
+    """Every verdict for one item's reply (the question and earlier turns count as given to the model)."""
+    asked = "\n".join([item.question, *(m.content for m in item.history)])
+    turn = replace(turn, context=f"{turn.context}\n{asked}")
+    if item.expect not in ("answer", "unknown"):
+        ok = behaved(item, turn.kind, turn.rule)
+        return Scored(None, None, None, behaved=ok, reasons=[] if ok else [_kind_reason(item, turn)])
+    if item.expect == "unknown":
+        return _score_unknown(item, turn)
+    return _score_answer(item, turn)
+
+
+def _kind_reason(item: EvalItem, turn: Turn) -> str:
+    want = f"rule {item.rule}" if item.expect == "rule" else item.expect
+    got = f"rule {turn.rule}" if turn.kind == "rule" else turn.kind
+    return f"expected {want}, got {got}"
+
+
+def _score_answer(item: EvalItem, turn: Turn) -> Scored:
+    answered = turn.kind == "answer"
+    recall = 1 - len(covered(item, turn.given)) / len(item.locators)
+    if not answered:
+        reason = _kind_reason(item, turn)
+        return Scored(False, False, False, behaved=False, recall=recall, reasons=[reason])
+    answer, reasons = turn.answer, []
+    asked = " ".join([item.question, *(m.content for m in item.history)])
+    needed = [f for f in item.expected_facts if not fact_present(f, asked)]
+    if not needed and item.yes_no is None:
+        reasons.append("every expected fact is already in the question: nothing to check")
+    reasons += [f"missing {f}" for f in needed if not fact_present(f, answer)]
+    reasons += [f"forbidden {f}" for f in item.forbidden_facts if said(f, answer)]
+    opened = polarity(answer)
+    wrong = None if item.yes_no is None else opened is not None and opened != item.yes_no
+    if wrong:
+        reasons.append(f"wrong yes/no: opens with {opened}, the answer is {item.yes_no}")
+    if item.yes_no is not None and not needed and opened != item.yes_no:
+        reasons.append(f"does not answer {item.yes_no}")
+    made_up = invented(answer, turn.context)
+    reasons += [f"invented {x}" for x in made_up]
+    rubbish = junk(answer, turn.context) + (["run-on: stopped at max_tokens"] if turn.hit_limit else [])
+    reasons += [f"junk: {j}" for j in rubbish]
+    if turn.withheld:
+        reasons.append("withheld by the output guard")
+    uncited = covered(item, turn.cited)
     return Scored(
-        correct=kind == "answer" and correct(item, answer),
-        cited_right=kind == "answer" and cited_right(item, cited),
-        invented=invented(answer, context) if kind == "answer" else [],
-        behaved=kind == "answer",
-        retrieved_source=item.source in retrieved,
-    )
+        correct=not reasons, lenient=correct(item, answer), cited_right=not uncited, invented=made_up,
+        junk=rubbish, wrong_yes_no=wrong, behaved=True, recall=recall,
+        reasons=reasons + [f"not cited {loc}" for loc in uncited],
+    )  # fmt: skip
+
+
+def _score_unknown(item: EvalItem, turn: Turn) -> Scored:
+    if turn.kind == "handoff":
+        return Scored(True, True, None, behaved=True)
+    if turn.kind != "answer":
+        return Scored(False, False, None, behaved=False, reasons=[_kind_reason(item, turn)])
+    answer, reasons = turn.answer, []
+    if not UNKNOWN.search(answer):
+        reasons.append("does not say the documents don't have it")
+    asked = numbers(" ".join([item.question, *(m.content for m in item.history)]))
+    stated = [f.text for f in facts(answer) if f.kind == "number" and f.key not in asked]
+    reasons += [f"states a figure {x}" for x in stated]
+    reasons += [f"forbidden {f}" for f in item.forbidden_facts if said(f, answer)]
+    made_up = invented(answer, turn.context)
+    reasons += [f"invented {x}" for x in made_up]
+    rubbish = junk(answer, turn.context) + (["run-on: stopped at max_tokens"] if turn.hit_limit else [])
+    reasons += [f"junk: {j}" for j in rubbish]
+    if turn.withheld:
+        reasons.append("withheld by the output guard")
+    lenient = bool(UNKNOWN.search(answer))
+    return Scored(not reasons, lenient, None, invented=made_up, junk=rubbish, behaved=True, reasons=reasons)

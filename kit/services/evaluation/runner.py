@@ -16,7 +16,7 @@ from kit.components.llm import model_label
 from kit.domain import Domain
 from kit.errors import KitError
 from kit.records import EvalItem
-from kit.services.evaluation.metrics import Scored, score
+from kit.services.evaluation.metrics import Scored, Turn, score
 from kit.settings import ModelSettings, OpenAIServer
 from kit.validation.files import read_jsonl
 
@@ -37,11 +37,24 @@ class ModelChoice:
         return self.settings.server is not None
 
 
+SPLITS = ("heldout", "dev")  # the held-out file, and the development set (eval.set)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One eval item, the split it belongs to and where it is written."""
+
+    item: EvalItem
+    split: str  # "heldout" or "dev"
+    place: str  # file:line, relative to the domain
+
+
 @dataclass
 class Outcome:
     """One item's reply and verdicts."""
 
     item: EvalItem
+    split: str
     answer: str
     kind: str
     withheld: bool  # the output guard replaced the model's answer with its notice
@@ -99,32 +112,38 @@ def _size(domain: Domain, settings: ModelSettings) -> int | None:
     return sum(f.stat().st_size for f in files if f.is_file())
 
 
-def load_items(domain: Domain, limit: int | None = None) -> list[EvalItem]:
-    """The eval set (already checked by kit validate; problems here raise)."""
-    rel = domain.spec.eval.set
-    records, problems = read_jsonl(domain.path(rel), rel, EvalItem)
+def load_items(domain: Domain, limit: int | None = None) -> list[Case]:
+    """The held-out items, then the development set (already checked by kit validate; problems here raise)."""
+    from kit.errors import ValidationFailed
+
+    cases: list[Case] = []
+    problems = []
+    spec = domain.spec.eval
+    for split, rel in (("heldout", spec.heldout), ("dev", spec.set)):
+        if rel is None:
+            continue
+        records, found = read_jsonl(domain.path(rel), rel, EvalItem)
+        problems += found
+        cases += [Case(item, split, f"{rel}:{line}") for line, item in records]
     if problems:
-        from kit.errors import ValidationFailed
-
         raise ValidationFailed(problems)
-    items = [item for _, item in records]
-    return _spread(items, limit) if limit else items
+    return _spread(cases, limit) if limit else cases
 
 
-def _spread(items: list[EvalItem], limit: int) -> list[EvalItem]:
-    """A subset keeping each kind represented (answers first, then the others in turn)."""
-    by_kind: dict[str, list[EvalItem]] = {}
-    for item in items:
-        by_kind.setdefault(item.expect, []).append(item)
-    picked: list[EvalItem] = []
-    while len(picked) < min(limit, len(items)):
+def _spread(cases: list[Case], limit: int) -> list[Case]:
+    """A subset keeping each split and kind represented (in turn)."""
+    by_kind: dict[tuple[str, str], list[Case]] = {}
+    for case in cases:
+        by_kind.setdefault((case.split, case.item.expect), []).append(case)
+    picked: list[Case] = []
+    while len(picked) < min(limit, len(cases)):
         for group in by_kind.values():
             if group and len(picked) < limit:
                 picked.append(group.pop(0))
     return picked
 
 
-def run_model(domain: Domain, choice: ModelChoice, items: Sequence[EvalItem], progress: bool = True) -> ModelRun:
+def run_model(domain: Domain, choice: ModelChoice, cases: Sequence[Case], progress: bool = True) -> ModelRun:
     """Every item through guardrails, retrieval and the model; peak RSS sampled meanwhile."""
     from tqdm import tqdm
 
@@ -136,33 +155,33 @@ def run_model(domain: Domain, choice: ModelChoice, items: Sequence[EvalItem], pr
     started = time.perf_counter()
     with sampler:
         service = ChatService.open(domain, build_engine(choice.settings, domain.root))
-        for item in tqdm(items, desc=choice.label, unit="q", disable=not progress, file=sys.stderr):
-            run.outcomes.append(_one(service, item))
+        for case in tqdm(cases, desc=choice.label, unit="q", disable=not progress, file=sys.stderr):
+            run.outcomes.append(_one(service, case))
         del service
     run.seconds = time.perf_counter() - started
     run.peak_rss_mb = sampler.peak_mb
     return run
 
 
-def _one(service: Any, item: EvalItem) -> Outcome:
-    from kit.services.chat import CITE, WITHHELD, generation_s
+def _one(service: Any, case: Case) -> Outcome:
+    from kit.services.chat import WITHHELD, generation_s
 
+    item = case.item
     history = [ChatMessage(role=m.role, content=m.content) for m in item.history]
     reply = service.ask(item.question, history)
     shown = reply.finish()
     # a withheld answer is scored on what reached the customer before the notice, not on the notice's source list
     answer = shown.split(WITHHELD)[0].rstrip() if reply.withheld else shown
-    k = service.domain.spec.retrieval.k
-    query = " ".join([*[m.content for m in item.history if m.role == "user"][-1:], item.question])
-    retrieved = [c.source for c in service.retriever.retrieve(query, k)]
-    context = "\n".join([item.question, *(m.content for m in item.history), *(s.text for s in reply.sources)])
-    numbers = dict.fromkeys(int(n) for n in CITE.findall(answer))
-    cited = [reply.sources[n - 1].source for n in numbers if 1 <= n <= len(reply.sources)]
-    rule = reply.reason if reply.kind == "rule" else None
+    given = "\n".join(s.text for s in reply.sources)
+    context = "\n".join([service.system, service.guardrails.handoff_message, given])
+    turn = Turn(
+        answer=answer, kind=reply.kind, rule=reply.reason if reply.kind == "rule" else None, given=reply.sources,
+        cited=[reply.sources[n - 1] for n in reply.cited], context=context, withheld=bool(reply.withheld),
+        hit_limit=reply.model_pieces >= service.domain.spec.model.sampling.max_tokens,
+    )  # fmt: skip
     return Outcome(
-        item=item, answer=shown, kind=reply.kind, withheld=bool(reply.withheld),
-        sources=[s.label() for s in reply.sources],
-        scored=score(item, answer, reply.kind, rule, cited, context, retrieved),
+        item=item, split=case.split, answer=shown, kind=reply.kind, withheld=bool(reply.withheld),
+        sources=[s.label() for s in reply.sources], scored=score(item, turn),
         ttft_s=reply.ttft_s or 0.0, total_s=reply.total_s or 0.0, generation_s=generation_s(reply),
         tokens_in=reply.prompt_tokens, tokens_out=reply.n_pieces,
     )  # fmt: skip
