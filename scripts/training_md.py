@@ -15,7 +15,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from kit.services.evaluation.report import COLUMNS, cell
+from kit.services.evaluation.report import quality_table
+from kit.services.evaluation.results import block, domain_entries
 
 IGNORE = -100
 
@@ -90,16 +91,8 @@ def answers_table(answers: list[dict[str, Any]], base: str, tuned: str, n: int) 
 
 
 def metrics_table(metrics: dict[str, dict[str, Any]]) -> list[str]:
-    """The eval report's own table (kit/services/evaluation/report.py), one row per model."""
-    lines = [
-        "| model | items | " + " | ".join(label for _, label, _ in COLUMNS) + " |",
-        "|" + "---|" * (len(COLUMNS) + 2),
-    ]
-    for model, row in metrics.items():
-        lines.append(
-            f"| {model} | {row.get('items', 'n/a')} | " + " | ".join(cell(row.get(k), t) for k, _, t in COLUMNS) + " |"
-        )
-    return lines
+    """The eval report's own quality table (kit/services/evaluation/report.py), one row per model and split."""
+    return quality_table(list(metrics.values()))
 
 
 def main() -> None:
@@ -135,14 +128,22 @@ def main() -> None:
         "**Retrain when the training data changes** (the sha256 above is what this adapter saw; a run records it in",
         "`run.json` as `data_sha256`).",
         "",
-        f"## Base vs tuned, {args.questions} eval questions",
+        "## Held-out, strictly scored (what a shop would see)",
+        "",
+        f"From `eval/results/` (`kit eval domains/{domain.name} --results`; `scripts/quality_tables.py` writes this "
+        "table). The older sections below were measured on the training day with the lenient scorer on the "
+        "development set.",
+        "",
+        block(domain_entries(domain), "eval/results"),
+        "",
+        f"## Base vs tuned, {args.questions} eval questions (training day, lenient scorer)",
         "",
         "The same full runtime path for both (guardrails, retrieval, prompt, output guard; the domain's sampling).",
         "✓ = the eval counted it correct (every expected fact present, the right source cited, nothing invented).",
         "",
         *answers_table(answers, base, tuned, args.questions),
         "",
-        "## Eval metrics",
+        "## Eval metrics on the training day (lenient scorer, development set)",
         "",
         *metrics_table(metrics),
         "",

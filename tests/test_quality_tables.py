@@ -1,0 +1,45 @@
+"""The quality tables in README.md and TRAINING.md are generated from the committed per-answer results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kit.services.evaluation.results import BEGIN, END, documents, summary_md, table, updated
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _row(split: str, correct: bool, **extra: object) -> dict[str, object]:
+    row = {
+        "model": "m", "split": split, "id": "x", "question": "q", "expect": "answer", "kind": "answer",
+        "passed": correct, "correct": correct, "lenient": True, "cited_right": True, "invented": [],
+        "junk": [], "wrong_yes_no": None, "behaved": True, "recall": 1.0, "withheld": False, "why": [],
+        "contaminated": None,
+    }  # fmt: skip
+    return {**row, **extra}
+
+
+def test_committed_tables_match_their_results() -> None:
+    stale = [str(p.relative_to(ROOT)) for p, text in documents(ROOT).items() if p.read_text(encoding="utf-8") != text]
+    assert stale == [], f"run scripts/quality_tables.py: {stale}"
+    # every template has committed results, and the README's table shows each of them on the held-out split
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for domain in ("retail", "clinic", "travel"):
+        results = sorted((ROOT / "domains" / domain / "eval" / "results").glob("*.jsonl"))
+        assert results, f"domains/{domain}/eval/results/ has no results"
+        assert f"| {domain}: " in readme and "| held-out |" in readme
+
+
+def test_a_table_follows_its_results() -> None:
+    rows = [_row("heldout", True), _row("heldout", False, invented=["$9"], why=["invented $9"]), _row("dev", True)]
+    lines = table([("shop: m", rows)])
+    assert lines[2].startswith("| shop: m | held-out | 2 | 50% | 100% | 100% | 1 | 0 |")
+    assert lines[3].startswith("| shop: m | dev | 1 | 100% |")
+    text = f"intro\n{BEGIN.format(where='x')}\nold table\n{END}\nafter\n"
+    new = updated(text, [("shop: m", rows)], "x")
+    assert "old table" not in new and lines[2] in new and new.endswith(f"{END}\nafter\n")
+    rows[1] = _row("heldout", True)  # a verdict changes: the table changes with it
+    assert updated(text, [("shop: m", rows)], "x") != new
+    assert "## Failed: 1 of 3" in summary_md("shop", [_row("heldout", True), *rows[:1], _row("dev", False)])
+    assert json.dumps(rows)  # rows are plain JSON, as committed
