@@ -60,7 +60,8 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # The gate runs for real; these thresholds only make its verdict certain for a 270M base model.
     spec.setdefault("eval", {})["thresholds"] = {
         "answer_correctness": 0, "citation_correctness": 0, "groundedness": 0, "refusal_rate": 0,
-        "false_refusal_rate": 1, "handoff_accuracy": 0, "recall_at_k": 0,
+        "false_refusal_rate": 1, "handoff_accuracy": 0, "recall_at_k": 0, "invented_facts": 10**6,
+        "junk_answers": 10**6, "wrong_yes_no_rate": 1,
     }  # fmt: skip
     (domain / "domain.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     wheelhouses = [REAL_HOME / ".cache" / "pip" / "wheels", *map(Path, os.environ.get("PIP_FIND_LINKS", "").split())]
