@@ -209,12 +209,8 @@ def _score_answer(item: EvalItem, turn: Turn) -> Scored:
         reasons.append(f"wrong yes/no: opens with {opened}, the answer is {item.yes_no}")
     if item.yes_no is not None and not needed and opened != item.yes_no:
         reasons.append(f"does not answer {item.yes_no}")
-    made_up = invented(answer, turn.context)
-    reasons += [f"invented {x}" for x in made_up]
-    rubbish = junk(answer, turn.context) + (["run-on: stopped at max_tokens"] if turn.hit_limit else [])
-    reasons += [f"junk: {j}" for j in rubbish]
-    if turn.withheld:
-        reasons.append("withheld by the output guard")
+    made_up, rubbish, flaws = _flaws(turn)
+    reasons += flaws
     uncited = covered(item, turn.cited)
     return Scored(
         correct=not reasons, lenient=correct(item, answer), cited_right=not uncited, invented=made_up,
@@ -235,11 +231,15 @@ def _score_unknown(item: EvalItem, turn: Turn) -> Scored:
     stated = [f.text for f in facts(answer) if f.kind == "number" and f.key not in asked]
     reasons += [f"states a figure {x}" for x in stated]
     reasons += [f"forbidden {f}" for f in item.forbidden_facts if said(f, answer)]
-    made_up = invented(answer, turn.context)
-    reasons += [f"invented {x}" for x in made_up]
-    rubbish = junk(answer, turn.context) + (["run-on: stopped at max_tokens"] if turn.hit_limit else [])
-    reasons += [f"junk: {j}" for j in rubbish]
-    if turn.withheld:
-        reasons.append("withheld by the output guard")
+    made_up, rubbish, flaws = _flaws(turn)
+    reasons += flaws
     lenient = bool(UNKNOWN.search(answer))
     return Scored(not reasons, lenient, None, invented=made_up, junk=rubbish, behaved=True, reasons=reasons)
+
+
+def _flaws(turn: Turn) -> tuple[list[str], list[str], list[str]]:
+    """What is wrong with any answer whatever it was asked: invented facts, junk, withheld; and their reasons."""
+    made_up = invented(turn.answer, turn.context)
+    rubbish = junk(turn.answer, turn.context) + (["run-on: stopped at max_tokens"] if turn.hit_limit else [])
+    reasons = [f"invented {x}" for x in made_up] + [f"junk: {j}" for j in rubbish]
+    return made_up, rubbish, reasons + (["withheld by the output guard"] if turn.withheld else [])
