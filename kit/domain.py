@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from kit.errors import Problem, SpecError, ValidationFailed
-from kit.settings import DomainSpec, Source, inside
+from kit.settings import DomainSpec, Evaluation, Retrieval, Rule, Source, Training, inside
 from kit.validation.pydantic_errors import problems_of
 from kit.validation.yaml_lines import Located
 
@@ -30,7 +31,7 @@ class Domain:
 
     def path(self, rel: str) -> Path:
         """Absolute path of a file the spec names (relative to the domain folder)."""
-        return Path(rel) if Path(rel).is_absolute() else inside(self.root, rel)
+        return _path(self.root, rel)
 
     @property
     def build_dir(self) -> Path:
@@ -39,10 +40,44 @@ class Domain:
 
     def rel(self, path: Path) -> str:
         """``path`` relative to the domain folder, with forward slashes."""
-        absolute = path if path.is_absolute() else Path.cwd() / path
-        if absolute.is_relative_to(self.root):
-            return absolute.relative_to(self.root).as_posix()
-        return path.resolve().relative_to(self.root).as_posix()
+        return _rel(self.root, path)
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A domain as far as its domain.yaml validates: the folder, and each section the data checks read, validated on
+    its own (None where that section has problems), so `kit validate` can check the files the sound ones name."""
+
+    root: Path
+    retrieval: Retrieval | None
+    training: Training | None
+    eval: Evaluation | None
+    rules: list[Rule] | None
+
+    @classmethod
+    def of(cls, domain: Domain) -> Draft:
+        """The draft of a loaded domain: every section sound."""
+        spec = domain.spec
+        return cls(domain.root, spec.retrieval, spec.training, spec.eval, spec.rules)
+
+    def path(self, rel: str) -> Path:
+        """Absolute path of a file the spec names (relative to the domain folder)."""
+        return _path(self.root, rel)
+
+    def rel(self, path: Path) -> str:
+        """``path`` relative to the domain folder, with forward slashes."""
+        return _rel(self.root, path)
+
+
+def _path(root: Path, rel: str) -> Path:
+    return Path(rel) if Path(rel).is_absolute() else inside(root, rel)
+
+
+def _rel(root: Path, path: Path) -> str:
+    absolute = path if path.is_absolute() else Path.cwd() / path
+    if absolute.is_relative_to(root):
+        return absolute.relative_to(root).as_posix()
+    return path.resolve().relative_to(root).as_posix()
 
 
 def find_spec(path: str | Path) -> Path:
@@ -59,6 +94,27 @@ def find_spec(path: str | Path) -> Path:
 
 def read_spec(spec_file: Path) -> tuple[DomainSpec | None, list[Problem]]:
     """Parse and validate domain.yaml; return the spec or every problem found in it."""
+    doc, problems = _parse(spec_file)
+    if doc is None:
+        return None, problems
+    return _validate(doc, spec_file)
+
+
+def read_draft(spec_file: Path) -> tuple[Draft | None, list[Problem]]:
+    """Every problem in domain.yaml, with the draft of the sections that validate on their own (None when the file is
+    not a YAML mapping), so a broken section hides only the checks that need it."""
+    doc, problems = _parse(spec_file)
+    if doc is None:
+        return None, problems
+    spec, problems = _validate(doc, spec_file)
+    root = spec_file.parent.resolve()
+    if spec is not None:
+        return Draft.of(Domain(root=root, spec=spec)), []
+    sections = {key: _section(doc.data, key, spec_file.parent) for key in ("retrieval", "training", "eval", "rules")}
+    return Draft(root=root, **sections), problems
+
+
+def _parse(spec_file: Path) -> tuple[Located | None, list[Problem]]:
     shown = str(spec_file)
     try:
         text = spec_file.read_text(encoding="utf-8")
@@ -80,6 +136,11 @@ def read_spec(spec_file: Path) -> tuple[DomainSpec | None, list[Problem]]:
         return None, [Problem(shown, 0, "is nested too deeply to read", "flatten the nested lists and mappings")]
     if not isinstance(doc.data, dict):
         return None, [Problem(shown, 1, "must be a mapping of keys to values", "start from data_templates/")]
+    return doc, []
+
+
+def _validate(doc: Located, spec_file: Path) -> tuple[DomainSpec | None, list[Problem]]:
+    shown = str(spec_file)
     try:
         spec = DomainSpec.model_validate(doc.data, context={"root": spec_file.parent})
     except RecursionError:
@@ -88,6 +149,18 @@ def read_spec(spec_file: Path) -> tuple[DomainSpec | None, list[Problem]]:
         found = problems_of(exc, DomainSpec)
         return None, [Problem(shown, doc.line_of(loc), what, hint) for loc, what, hint in found]
     return spec, []
+
+
+def _section(data: dict[str, Any], key: str, root: Path) -> Any:
+    """One top-level section validated on its own (its default when absent); None when it has problems (already
+    reported by the whole spec's validation)."""
+    field = DomainSpec.model_fields[key]
+    if key not in data:
+        return None if field.is_required() else field.get_default(call_default_factory=True)
+    try:
+        return TypeAdapter(field.annotation).validate_python(data[key], context={"root": root})
+    except (ValidationError, RecursionError):
+        return None
 
 
 def load_domain(path: str | Path) -> Domain:
@@ -104,12 +177,17 @@ def document_files(domain: Domain) -> list[tuple[Path, Source]]:
 
     Hidden files and folders (``.git``, ``.DS_Store``) are left out.
     """
+    return source_files(domain.root, domain.spec.retrieval)
+
+
+def source_files(root: Path, retrieval: Retrieval) -> list[tuple[Path, Source]]:
+    """Every document file under ``retrieval``'s sources in the domain folder ``root`` (see `document_files`)."""
     found: dict[Path, Source] = {}
-    for source in domain.spec.retrieval.sources:
-        base = domain.path(source.path)
+    for source in retrieval.sources:
+        base = _path(root, source.path)
         files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file() or p.is_symlink())
         for f in files:
-            parts = f.relative_to(domain.root).parts if f.is_relative_to(domain.root) else f.parts
+            parts = f.relative_to(root).parts if f.is_relative_to(root) else f.parts
             if not any(part.startswith(".") for part in parts):
                 found.setdefault(f, source)
     return sorted(found.items())

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from kit.domain import load_domain
+from kit.errors import ValidationFailed
+
 
 def edit(path: Path, old: str, new: str) -> None:
     text = path.read_text(encoding="utf-8")
@@ -178,12 +181,85 @@ def test_all_problems_reported_together(run_kit, example_copy: Path) -> None:
         f.write("not json\n")
     result = run_kit("validate", str(example_copy))
     problems = problem_lines(result.err)
-    # domain.yaml problems stop the data checks (the paths cannot be trusted); both spec errors show
-    assert len(problems) == 2 and all(p.startswith(str(spec)) for p in problems)
+    # a broken `model` section names no data file, so the data files are still checked
+    assert [p.split(":")[0] for p in problems] == [
+        str(example_copy / "docs" / "catalogue.csv"),
+        str(spec),
+        str(spec),
+        str(example_copy / "eval" / "eval.jsonl"),
+    ]
+    assert "error: 4 problems found" in result.err
     edit(spec, "  n_ctx: lots\n  colour: red\n", "")
     problems = problem_lines(run_kit("validate", str(example_copy)).err)
     assert len(problems) == 2
     assert "error: 2 problems found" in run_kit("validate", str(example_copy)).err
+
+
+def test_unknown_key_does_not_hide_data_problems(run_kit, example_copy: Path) -> None:
+    """An unknown key in domain.yaml, a broken training conversation and a wrong eval fact: all three in one run."""
+    spec = example_copy / "domain.yaml"
+    train = example_copy / "data" / "train.jsonl"
+    evalset = example_copy / "eval" / "eval.jsonl"
+    edit(spec, "display_name: Example Shop", "display_name: Example Shop\nlangauge: en")
+    with train.open("a", encoding="utf-8") as f:
+        f.write('{"messages": [{"role": "user", "content": "hello"}, {"role": "bot", "content": "hi"}]}\n')
+    edit(evalset, '["30 days"]', '["45 days"]')
+    result = run_kit("validate", str(example_copy))
+    assert result.code == 1
+    assert problem_lines(result.err) == [
+        f'{train}:3: message 2 has an unknown role \'bot\' — use "user", "assistant" or "system"',
+        f"{spec}:{line_of(spec, 'langauge')}: unknown key 'langauge' — remove it or use one of: display_name, eval, "
+        "handoff, model, name, persona, retrieval, rules, scope, training, ui",
+        f"{evalset}:2: expected fact '45 days' does not occur in docs/policies.md — quote the fact exactly as the "
+        "document writes it",
+    ]
+    assert "error: 3 problems found" in result.err
+
+
+def test_bad_value_elsewhere_does_not_hide_eval_problems(run_kit, example_copy: Path) -> None:
+    spec = example_copy / "domain.yaml"
+    evalset = example_copy / "eval" / "eval.jsonl"
+    edit(spec, "  title: Example Shop assistant", "  title: Example Shop assistant\n  primary_color: red")
+    with evalset.open("a", encoding="utf-8") as f:
+        f.write("not json\n")
+    result = run_kit("validate", str(example_copy))
+    assert result.code == 1
+    assert problem_lines(result.err) == [
+        f"{spec}:{line_of(spec, 'primary_color')}: 'ui.primary_color': 'red' is not a colour; write it as #RRGGBB "
+        "(got 'red') — see data_templates/README.md for this field",
+        f"{evalset}:5: is not valid JSON (Expecting value) — write one JSON object per line",
+    ]
+
+
+def test_broken_retrieval_skips_only_the_checks_that_need_it(run_kit, example_copy: Path) -> None:
+    """Without a sound `retrieval` the documents and the eval items' sources and facts go unchecked; the training
+    conversations and the eval records still are."""
+    spec = example_copy / "domain.yaml"
+    train = example_copy / "data" / "train.jsonl"
+    evalset = example_copy / "eval" / "eval.jsonl"
+    edit(spec, "- path: docs/faq.jsonl", "- path: docs/missing.jsonl")
+    edit(example_copy / "docs" / "catalogue.csv", "cooking,14.50,", "cooking,cheap,")  # a document: not checked
+    edit(evalset, '["30 days"]', '["45 days"]')  # a fact in a document: not checked
+    edit(evalset, '"id": "ex-102"', '"id": "ex-101"')  # the records: checked
+    with train.open("a", encoding="utf-8") as f:
+        f.write('{"messages": [{"role": "user", "content": "hello"}, {"role": "assistant", "content": " "}]}\n')
+    result = run_kit("validate", str(example_copy))
+    assert result.code == 1
+    assert "Traceback" not in result.err
+    assert problem_lines(result.err) == [
+        f"{train}:3: message 2 has empty content — write what is said",
+        f"{spec}:{line_of(spec, 'missing.jsonl')}: 'retrieval.sources[2].path': 'docs/missing.jsonl' does not exist "
+        f"(looked in {example_copy}) (got 'docs/missing.jsonl') — see data_templates/README.md for this field",
+        f"{evalset}:4: duplicate id 'ex-101' (first on line 3) — give every eval item its own id",
+    ]
+
+
+def test_load_domain_still_refuses_a_spec_with_problems(example_copy: Path) -> None:
+    edit(example_copy / "domain.yaml", "display_name: Example Shop", "display_name: Example Shop\nlangauge: en")
+    with pytest.raises(ValidationFailed) as caught:
+        load_domain(example_copy)
+    [problem] = caught.value.problems
+    assert problem.what == "unknown key 'langauge'"
 
 
 def test_debug_shows_a_traceback(run_kit, example_copy: Path) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from kit.domain import Domain, document_files
+from kit.domain import Domain, Draft, source_files
 from kit.errors import Problem
 from kit.records import Conversation, EvalItem, FaqEntry
-from kit.settings import Source, TableSchema
+from kit.settings import Evaluation, Source, TableSchema
 from kit.validation.files import read_csv, read_csv_text, read_jsonl, read_text
 from kit.validation.pydantic_errors import printable
 
@@ -35,44 +35,52 @@ def _got(what: str) -> str:
     return f" {m.group(1)}" if m else ""
 
 
-def check_conversations(domain: Domain) -> list[Problem]:
-    """Every training conversation file: JSON, roles, content, ends with the assistant."""
+def check_conversations(draft: Draft) -> list[Problem]:
+    """Every training conversation file: JSON, roles, content, ends with the assistant (none without `training`)."""
     problems: list[Problem] = []
-    for rel in domain.spec.training.conversations:
-        _, found = read_jsonl(domain.path(rel), rel, Conversation, describe_message)
+    for rel in draft.training.conversations if draft.training else []:
+        _, found = read_jsonl(draft.path(rel), rel, Conversation, describe_message)
         problems += found
     return problems
 
 
 def eval_files(domain: Domain) -> list[str]:
     """The eval files domain.yaml names: the held-out set (if any), then the development set."""
-    return [rel for rel in (domain.spec.eval.heldout, domain.spec.eval.set) if rel is not None]
+    return eval_sets(domain.spec.eval)
 
 
-def check_eval(domain: Domain) -> list[Problem]:
+def eval_sets(evaluation: Evaluation) -> list[str]:
+    """The eval files an `eval` section names: the held-out set (if any), then the development set."""
+    return [rel for rel in (evaluation.heldout, evaluation.set) if rel is not None]
+
+
+def check_eval(draft: Draft) -> list[Problem]:
     """The eval sets: records, ids unique across both, sources (row or section) among the documents, facts found in
-    their source."""
-    documents = {domain.rel(p): source for p, source in document_files(domain)}
-    rules = {r.id for r in domain.spec.rules}
+    their source. Without `eval` nothing is checked; without `retrieval` or `rules`, the checks that read them."""
+    if draft.eval is None:
+        return []
+    found_docs = source_files(draft.root, draft.retrieval) if draft.retrieval else None
+    documents = None if found_docs is None else {draft.rel(p): source for p, source in found_docs}
+    rules = None if draft.rules is None else {r.id for r in draft.rules}
     texts: dict[str, str | None] = {}
     seen: dict[str, str] = {}
     problems: list[Problem] = []
-    for rel in eval_files(domain):
-        records, found = read_jsonl(domain.path(rel), rel, EvalItem, describe_message)
+    for rel in eval_sets(draft.eval):
+        records, found = read_jsonl(draft.path(rel), rel, EvalItem, describe_message)
         problems += found
         for line, item in records:
-            problems += _check_item(domain, rel, line, item, documents, rules, texts, seen)
+            problems += _check_item(draft, rel, line, item, documents, rules, texts, seen)
             seen.setdefault(item.id, f"{rel}:{line}")
     return problems
 
 
 def _check_item(
-    domain: Domain,
+    draft: Draft,
     rel: str,
     line: int,
     item: EvalItem,
-    documents: dict[str, Source],
-    rules: set[str],
+    documents: dict[str, Source] | None,
+    rules: set[str] | None,
     texts: dict[str, str | None],
     seen: dict[str, str],
 ) -> list[Problem]:
@@ -85,27 +93,13 @@ def _check_item(
         file, _, first = seen[item.id].rpartition(":")
         where = f"on line {first}" if file == rel else f"at {seen[item.id]}"
         problem(f"duplicate id '{printable(item.id)}' (first {where})", "give every eval item its own id")
-    if item.rule is not None and item.rule not in rules:
+    if item.rule is not None and rules is not None and item.rule not in rules:
         problem(
             f"rule '{printable(item.rule)}' is not a rule in domain.yaml",
             f"use one of: {', '.join(sorted(rules)) or '(none defined)'}",
         )
-    for locator in item.locators:
-        path, _, anchor = locator.partition("#")
-        if path not in documents:
-            problem(
-                f"source '{printable(path)}' is not one of the domain's documents",
-                "name a file listed under retrieval.sources, relative to the domain",
-            )
-            continue
-        if path not in texts:
-            texts[path] = read_text(domain.path(path), path)[0]
-        text = texts[path]
-        if anchor and text is not None and not anchor_found(text, path, anchor, documents[path]):
-            problem(
-                f"'{printable(anchor)}' is not a row id, heading or FAQ question in {path}",
-                "write what follows '#' as the document does: a CSV row's id, a heading, or part of a FAQ question",
-            )
+    if documents is not None:
+        problems += _check_locators(draft, rel, line, item, documents, texts)
     files = [texts.get(f) for f in item.files if texts.get(f) is not None]
     for fact in item.expected_facts:
         if files and not any(fact.casefold() in t.casefold() for t in files if t is not None):
@@ -113,6 +107,30 @@ def _check_item(
                 f"expected fact '{printable(fact)}' does not occur in {' or '.join(item.files)}",
                 "quote the fact exactly as the document writes it",
             )
+    return problems
+
+
+def _check_locators(
+    draft: Draft, rel: str, line: int, item: EvalItem, documents: dict[str, Source], texts: dict[str, str | None]
+) -> list[Problem]:
+    """Each of an item's sources that is not a document, or whose anchor the document lacks; reads each named
+    document into ``texts`` once."""
+    problems: list[Problem] = []
+    for locator in item.locators:
+        path, _, anchor = locator.partition("#")
+        if path not in documents:
+            what = f"source '{printable(path)}' is not one of the domain's documents"
+            problems.append(
+                Problem(rel, line, what, "name a file listed under retrieval.sources, relative to the domain")
+            )
+            continue
+        if path not in texts:
+            texts[path] = read_text(draft.path(path), path)[0]
+        text = texts[path]
+        if anchor and text is not None and not anchor_found(text, path, anchor, documents[path]):
+            what = f"'{printable(anchor)}' is not a row id, heading or FAQ question in {path}"
+            hint = "write what follows '#' as the document does: a CSV row's id, a heading, or part of a FAQ question"
+            problems.append(Problem(rel, line, what, hint))
     return problems
 
 
@@ -176,11 +194,12 @@ def check_table(path: Path, shown: str, schema: TableSchema | None) -> list[Prob
     return problems
 
 
-def check_documents(domain: Domain) -> list[Problem]:
-    """Documents retrieval serves: CSV tables and FAQ JSONL are checked in depth, text must be UTF-8."""
+def check_documents(draft: Draft) -> list[Problem]:
+    """Documents retrieval serves: CSV tables and FAQ JSONL are checked in depth, text must be UTF-8 (none without
+    `retrieval`)."""
     problems: list[Problem] = []
-    for path, source in document_files(domain):
-        shown = domain.rel(path)
+    for path, source in source_files(draft.root, draft.retrieval) if draft.retrieval else []:
+        shown = draft.rel(path)
         suffix = path.suffix.lower()
         if suffix == ".csv":
             problems += check_table(path, shown, source.table)
@@ -193,4 +212,10 @@ def check_documents(domain: Domain) -> list[Problem]:
 
 def validate_domain(domain: Domain) -> list[Problem]:
     """Every problem in every file the domain names (domain.yaml itself already loaded)."""
-    return check_documents(domain) + check_conversations(domain) + check_eval(domain)
+    return validate_draft(Draft.of(domain))
+
+
+def validate_draft(draft: Draft) -> list[Problem]:
+    """Every problem in every file the sound sections of domain.yaml name; a broken section skips the checks that
+    read it."""
+    return check_documents(draft) + check_conversations(draft) + check_eval(draft)
