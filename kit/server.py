@@ -33,8 +33,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from kit.components.chat_template import ChatMessage
 from kit.components.llm import ContextOverflow
 from kit.errors import KitError
-from kit.services.chat import ChatService, Reply, reply_json
+from kit.services.chat import ChatService
 from kit.services.feedback import FeedbackStore, new_conversation
+from kit.services.reply import Reply, reply_json
 
 API_KEY_ENV = "KIT_API_KEY"
 FEEDBACK_DB_ENV = "KIT_FEEDBACK_DB"  # where feedback goes instead of <domain>/build (a container's volume)

@@ -12,17 +12,11 @@ from runtime_fixtures import ROOT, indexed_copy
 from kit.chunk import Chunk
 from kit.components.llm import ContextOverflow
 from kit.domain import load_domain
-from kit.services.chat import (
-    DATA_NOTICE,
-    ChatService,
-    Reply,
-    fit,
-    history_turn,
-    system_prompt,
-    until_phantom_citation,
-    user_turn,
-)
+from kit.services.chat import ChatService
 from kit.services.feedback import FeedbackStore
+from kit.services.output_guard import until_phantom_citation
+from kit.services.prompt import DATA_NOTICE, fit, history_turn, system_prompt, user_turn
+from kit.services.reply import Reply
 
 PLANTED = (
     "## Returns update\n"

@@ -183,7 +183,7 @@ WRITER = textwrap.dedent(
     import sys
     from pathlib import Path
     from kit.components.chat_template import ChatMessage
-    from kit.services.chat import Reply
+    from kit.services.reply import Reply
     from kit.services.feedback import FeedbackStore
 
     store = FeedbackStore(Path(sys.argv[1]))

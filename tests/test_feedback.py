@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from kit.services.chat import Reply, SourceRef
 from kit.services.feedback import FILE, FeedbackStore, new_conversation
+from kit.services.reply import Reply, SourceRef
 
 
 def make_reply(question: str, answer: str) -> Reply:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -112,8 +113,8 @@ def test_examples_hold_the_runtime_prompt_with_retrieved_documents_and_label_onl
 ) -> None:
     from kit.components.trainer import IGNORE
     from kit.domain import load_domain
-    from kit.services.chat import system_prompt
     from kit.services.finetune import build_examples
+    from kit.services.prompt import system_prompt
     from kit.services.retrieve import Retriever
 
     domain = load_domain(domain_copy)
@@ -136,6 +137,43 @@ def test_examples_hold_the_runtime_prompt_with_retrieved_documents_and_label_onl
     )
     assert multi.messages[1]["content"].split("<documents>\n", 1)[1].startswith("[1] (docs/policies.md")
     assert "$50" not in multi.messages[3]["content"]
+
+
+def test_training_and_runtime_send_byte_identical_prompts_through_the_api_and_the_ui(
+    domain_copy: Path, tokenizer, engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The two-turn training conversation, grounded for training, against what the runtime sends the model for the
+    same conversation: from an API client that keeps only the text of earlier turns, and from the UI, which keeps
+    the turns as they were sent."""
+    from kit.components.chat_template import get_template
+    from kit.domain import load_domain
+    from kit.server import Message, split_conversation
+    from kit.services.chat import ChatService
+    from kit.services.finetune import build_examples
+    from kit.services.retrieve import Retriever
+
+    domain = load_domain(domain_copy)
+    k = domain.spec.retrieval.k  # as fine-tuning grounds (grounded_examples)
+    trained = build_examples(domain, Retriever.open(domain), tokenizer, "gemma", 2048, k)[1].messages[:-1]
+    first, answer, follow_up = trained[1], trained[2]["content"], "and shipping?"
+    service = ChatService.open(domain, engine=engine)
+    sent: list[list[dict[str, str]]] = []
+
+    def record(messages: Any, max_tokens: int | None = None, stop: Any = ()) -> Any:
+        sent.append([dict(m) for m in messages])
+        return iter(["Noted."])
+
+    monkeypatch.setattr(engine, "stream", record)
+    api = [Message(role="user", content="Can I return something?"), Message(role="assistant", content=answer),
+           Message(role="user", content=follow_up)]  # fmt: skip
+    service.ask(*split_conversation(api)).finish()
+    ui_first = service.ask("Can I return something?", [])
+    ui_first.finish()
+    assert ui_first.sent == first  # the UI's first turn is the training conversation's first prompt
+    service.ask(follow_up, [ui_first.sent, {"role": "assistant", "content": answer}]).finish()
+    gemma = get_template("gemma")
+    assert sent[0] == sent[2] == trained
+    assert gemma.render(sent[0]).encode() == gemma.render(sent[2]).encode() == gemma.render(trained).encode()
 
 
 def test_a_conversation_longer_than_max_length_is_reported_with_its_line(domain_copy: Path, tokenizer) -> None:

@@ -12,7 +12,6 @@ from conftest import ROOT, TEMPLATES
 from kit.domain import load_domain
 from kit.services.guardrails import Guardrails, mask_pii
 
-
 REFUSAL_FLOOR = 0.85  # retail's development set: 88% ("Any stock tips for me?" reads as in-domain)
 FALSE_REFUSAL_CEILING = 0.05
 
@@ -76,7 +75,8 @@ def test_rules_come_before_handoff(example_copy) -> None:
 
 
 def test_no_domain_is_named_in_the_runtime_code() -> None:
-    runtime = ["kit/services/guardrails.py", "kit/services/chat.py", "kit/components/llm.py", "kit/ui/app.py",
+    runtime = ["kit/services/guardrails.py", "kit/services/chat.py", "kit/services/prompt.py",
+               "kit/services/output_guard.py", "kit/services/reply.py", "kit/components/llm.py", "kit/ui/app.py",
                "kit/server.py"]  # fmt: skip
     for rel in runtime:
         text = (ROOT / rel).read_text(encoding="utf-8").lower()

@@ -3,7 +3,7 @@
 The assistant keeps its rules (guardrails fire as before; hand-off and refusals unchanged), the prompt's
 structure cannot be forged, and no answer reveals the system prompt or personal data the conversation
 does not hold (another customer's). The 270M base model's own words are not to be trusted, so the output
-guard in kit/services/chat.py is tested twice: with planted model outputs (what a model that obeyed the
+guard in kit/services/output_guard.py is tested twice: with planted model outputs (what a model that obeyed the
 injection would say) and with the real model.
 """
 
@@ -17,8 +17,9 @@ import httpx
 import pytest
 from runtime_fixtures import Served, indexed_copy
 
-from kit.services.chat import SPAN_WORDS, WITHHELD, ChatService, OutputGuard
+from kit.services.chat import ChatService
 from kit.services.feedback import FeedbackStore
+from kit.services.output_guard import SPAN_WORDS, WITHHELD, OutputGuard
 
 IN_SCOPE = "How long do I have to return an item?"
 

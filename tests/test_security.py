@@ -236,7 +236,7 @@ def test_a_domain_cannot_index_files_outside_its_folder(example_copy: Path) -> N
 )
 def test_stored_conversations_are_masked(tmp_path: Path, text: str, gone: str) -> None:
     from kit.components.chat_template import ChatMessage
-    from kit.services.chat import Reply
+    from kit.services.reply import Reply
 
     store = FeedbackStore(tmp_path / "fb.sqlite3")
     reply = Reply(question=text, kind="answer", reason="", sources=[], sent=ChatMessage(role="user", content=text),

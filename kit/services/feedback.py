@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from kit.services.chat import Reply
 from kit.services.guardrails import mask_pii
+from kit.services.reply import Reply
 
 FILE = "feedback.sqlite3"
 SCHEMA = """

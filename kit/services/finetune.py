@@ -179,8 +179,8 @@ def ground(conv: Conversation, system: str, retriever: Any, counter: TokenCounte
     ``kit.services.citations``); None if nothing fits. Chunks an example names as its sources (``kit synth`` records
     them) come first, as its answer cites them."""
     from kit.components.llm import ContextOverflow
-    from kit.services.chat import fit, user_turn
     from kit.services.citations import cite
+    from kit.services.prompt import fit, follow_up_query, user_turn
 
     msgs = [m for m in conv.messages if m.role != "system"]  # the runtime's own system prompt is used
     last_user = max(i for i, m in enumerate(msgs) if m.role == "user")
@@ -188,7 +188,7 @@ def ground(conv: Conversation, system: str, retriever: Any, counter: TokenCounte
     previous, shown = "", []
     for m in msgs[:last_user]:
         if m.role == "user":
-            shown = documents(conv, retriever, query_for(m.content, previous), k)
+            shown = documents(conv, retriever, follow_up_query(m.content, previous) or m.content, k)
             history.append(user_turn(m.content, shown))
             previous = m.content
         else:
@@ -197,7 +197,7 @@ def ground(conv: Conversation, system: str, retriever: Any, counter: TokenCounte
     answer = "\n\n".join(m.content for m in msgs[last_user + 1 :])
     stop = counter.template.stop[0]
     reserve = len(counter.tokenizer(answer + stop, add_special_tokens=False)["input_ids"]) + 12  # + citations
-    chunks = documents(conv, retriever, query_for(question, previous), k)
+    chunks = documents(conv, retriever, follow_up_query(question, previous) or question, k)
     try:
         messages, kept = fit(counter, system, history, question, chunks, reserve)
     except ContextOverflow:
@@ -213,17 +213,6 @@ def documents(conv: Conversation, retriever: Any, query: str, k: int) -> list[Ch
     recorded = resolve_sources(conv.sources, retriever.chunks)
     ids = {c.id for c in recorded}
     return [*recorded, *(c for c in retrieved if c.id not in ids)][: max(k, len(recorded))]
-
-
-def query_for(question: str, previous: str) -> str:
-    """What retrieval is asked, as the runtime asks it: a short follow-up is read with the previous question.
-
-    (The runtime also falls back to the bare question when the joined one looks out of scope; training,
-    with no guardrails loaded, always joins.)
-    """
-    from kit.services.chat import FOLLOW_UP_WORDS
-
-    return f"{previous} {question}" if previous and len(question.split()) <= FOLLOW_UP_WORDS else question
 
 
 def tokenise(messages: list[ChatMessage], tokenizer: Any, template: str, where: str) -> Example:
@@ -243,7 +232,7 @@ def build_examples(
     domain: Domain, retriever: Any, tokenizer: Any, template: str, max_length: int, k: int
 ) -> list[Example]:
     """Grounded, tokenised examples of every conversation; every one that cannot fit is reported together."""
-    from kit.services.chat import system_prompt
+    from kit.services.prompt import system_prompt
 
     system = system_prompt(domain)
     counter = TokenCounter(tokenizer, template, max_length)

@@ -13,8 +13,9 @@ import gradio as gr
 
 from kit.components.chat_template import ChatMessage
 from kit.errors import KitError
-from kit.services.chat import ChatService, Reply
+from kit.services.chat import ChatService
 from kit.services.feedback import FeedbackStore, new_conversation
+from kit.services.reply import Reply
 
 QUEUE_MAX = 64  # waiting requests beyond this are refused at once rather than piling up
 WORKERS = 4  # the model itself runs one answer at a time; workers keep fixed replies and the UI responsive

@@ -164,7 +164,8 @@ def run_model(domain: Domain, choice: ModelChoice, cases: Sequence[Case], progre
 
 
 def _one(service: Any, case: Case) -> Outcome:
-    from kit.services.chat import WITHHELD, generation_s
+    from kit.services.output_guard import WITHHELD
+    from kit.services.reply import generation_s
 
     item = case.item
     history = [ChatMessage(role=m.role, content=m.content) for m in item.history]
