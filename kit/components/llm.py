@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from kit.components.chat_template import ChatMessage, ChatTemplate, get_template
-from kit.components.models import check_gguf, embedded_gguf
+from kit.components.model_registry import is_embedded, lookup
+from kit.components.models import check_gguf, named_gguf
 from kit.errors import KitError, ModelError
-from kit.settings import EMBEDDED, ModelSettings, Sampling
+from kit.settings import ModelSettings, Sampling
 
 SERVER_TIMEOUT_S = 120.0
 LLAMA_LOG_ENV = "KIT_LLAMA_LOG"
@@ -56,9 +57,9 @@ def build_engine(settings: ModelSettings, root: Path | None = None) -> Engine:
 
 
 def model_path(value: str, root: Path) -> Path:
-    """The GGUF a spec value names: 'embedded', an absolute path, or one relative to the domain."""
-    if value == EMBEDDED:
-        return embedded_gguf()
+    """The GGUF a spec value names: 'embedded[:<name>]', an absolute path, or one relative to the domain."""
+    if is_embedded(value):
+        return named_gguf(value)
     path = Path(value)
     return path if path.is_absolute() else root / path
 
@@ -67,7 +68,7 @@ def model_label(settings: ModelSettings) -> str:
     """The model's name as users see it (UI, API, eval): the base, and the LoRA adapters applied to it."""
     if settings.server is not None:
         return settings.server.model
-    base = "gemma-3-270m" if settings.gguf == EMBEDDED else Path(settings.gguf).stem
+    base = lookup(settings.gguf).name if is_embedded(settings.gguf) else Path(settings.gguf).stem
     adapters = [Path(a.path).stem for a in settings.adapters]
     return f"{base} + LoRA {', '.join(adapters)}" if adapters else base
 

