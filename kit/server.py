@@ -313,8 +313,8 @@ def usage(reply: Reply) -> dict[str, int]:
     """OpenAI's token counts; completion tokens are the streamed pieces (one token each from llama.cpp)."""
     return {
         "prompt_tokens": reply.prompt_tokens,
-        "completion_tokens": reply.n_pieces,
-        "total_tokens": reply.prompt_tokens + reply.n_pieces,
+        "completion_tokens": reply.tokens,
+        "total_tokens": reply.prompt_tokens + reply.tokens,
     }
 
 

@@ -267,6 +267,16 @@ class ModelSettings(Strict):
         description="Never generate tokens the model never learned (reserved <unusedN> tokens and those whose "
         "embeddings sit with them; the template's stop tokens excepted). See kit/components/untrained.py.",
     )
+    fact_lock: bool = Field(
+        default=True,
+        description="While a local model writes, a number, price, date, id, phone or e-mail can only be a copy of "
+        "one in its prompt (kit/components/fact_lock.py). No effect on a model.server engine.",
+    )
+    claim_check: bool = Field(
+        default=True,
+        description="Before an answer is sent, drop sentences whose facts no given document holds, cut run-on text, "
+        "replace a 'yes' the passage contradicts; quote the passage when nothing is left (kit/services/claims.py).",
+    )
     server: OpenAIServer | None = Field(default=None, description="Use an OpenAI-compatible server instead.")
 
     @model_validator(mode="before")

@@ -18,6 +18,12 @@ def canned(prompt: str) -> str:
     return f"You can return unused items within 45 days {cite(prompt, 'docs/policies.md')}."
 
 
+def raw_answers(domain: Path) -> None:
+    """No claim check: the scorer and the report see the model's own words."""
+    spec = domain / "domain.yaml"
+    spec.write_text(spec.read_text().replace("  chat_template: gemma", "  chat_template: gemma\n  claim_check: false"))
+
+
 @pytest.fixture
 def indexed_example(run_kit, example_copy: Path) -> Path:
     assert run_kit("index", str(example_copy), "-q").code == 0
@@ -28,6 +34,7 @@ def test_endpoint_model_metrics_per_split_and_gate(
     run_kit, indexed_example: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("BIG_KEY", "sk-test")
+    raw_answers(indexed_example)
     with openai_stub(canned) as (url, requests):
         args = ("eval", str(indexed_example), "--model", f"openai:{url}#big", "--api-key-env", "BIG_KEY", "-q")
         result = run_kit(*args, "--json", "--price-per-mtok", "2.5", "--gate")
@@ -55,6 +62,26 @@ def test_endpoint_model_metrics_per_split_and_gate(
     ]
 
 
+def test_the_claim_check_drops_what_no_document_holds_and_quotes_the_passage(run_kit, indexed_example: Path) -> None:
+    with openai_stub(canned) as (url, _):
+        result = run_kit("eval", str(indexed_example), "--model", f"openai:{url}#big", "-q", "--json")
+    assert result.code == 0, result.err
+    answers = {
+        a["id"]: a for a in map(json.loads, (indexed_example / "build/eval/latest.jsonl").read_text().splitlines())
+    }
+    # the endpoint's "45 days" is in no document: dropped, and the returns passage is quoted instead, cited
+    returns = answers["ex-002"]
+    assert returns["fallback"] and returns["passed"] and returns["answer"].startswith("From our Policies: \u201cUnused")
+    assert "30 days" in returns["answer"] and returns["answer"].endswith("[1]")
+    assert returns["checks"][0].startswith("dropped \u201cYou can return unused items within 45 days")
+    assert returns["checks"][0].endswith("45 not in the documents it cites")
+    # nothing close enough to quote for a product the shop doesn't sell: it says so
+    hammock = answers["ex-h03"]
+    assert hammock["answer"] == "I'm sorry, I can't find that in our documents." and hammock["passed"]
+    assert answers["ex-001"]["checks"] == [] and not answers["ex-001"]["fallback"]
+    assert json.loads(result.out)["big"]["dev"]["fallback_rate"] == 0.5
+
+
 def test_a_training_question_in_the_eval_set_is_reported(run_kit, indexed_example: Path) -> None:
     train = (indexed_example / "data" / "train.jsonl").read_text().splitlines()
     line = next(i for i, x in enumerate(train, start=1) if "enamel camp mug" in x)
@@ -76,6 +103,7 @@ def test_a_training_question_in_the_eval_set_is_reported(run_kit, indexed_exampl
 
 
 def test_report_lists_failed_questions(run_kit, indexed_example: Path) -> None:
+    raw_answers(indexed_example)
     with openai_stub(canned) as (url, _):
         report = indexed_example / "out" / "report.html"
         assert (

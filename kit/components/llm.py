@@ -94,6 +94,7 @@ class LlamaEngine:
         self.last_prompt = ""
         self.llm = _load_llama(settings, self.path, [model_path(a.path, root) for a in settings.adapters])
         self.processors = _suppressor(self) if settings.suppress_untrained else None
+        self.figure_tokens = _figure_tokens(self) if settings.fact_lock else None
 
     def tokens(self, text: str) -> list[int]:
         """Token ids of a rendered prompt (special tokens parsed, BOS added as at generation)."""
@@ -116,12 +117,34 @@ class LlamaEngine:
         limit = min(max_tokens or self.settings.sampling.max_tokens, self.n_ctx - used)
         return self._generate(prompt, limit, [*self.template.stop, *stop])
 
+    def _processors(self, prompt: str) -> Any:
+        """The logits processors for one answer: untrained tokens ruled out; the prompt's figures the only ones."""
+        import llama_cpp
+
+        from kit.components.fact_lock import FactLock
+
+        steps = list(self.processors or [])
+        if self.figure_tokens is not None:
+            steps.append(FactLock(prompt, self.figure_tokens, self._piece, self._tokenize_plain))
+        return llama_cpp.LogitsProcessorList(steps) if steps else None
+
+    def _piece(self, token: int) -> bytes:
+        return self.llm.detokenize([token])
+
+    def _tokenize_plain(self, text: str) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+
     def _generate(self, prompt: str, max_tokens: int, stop: list[str]) -> Iterator[str]:
         s = self.settings.sampling
         with self.lock:
             self.llm.set_seed(s.seed)
             pieces = self.llm.create_completion(
-                prompt, max_tokens=max_tokens, stop=stop, stream=True, logits_processor=self.processors, **_sampling(s)
+                prompt,
+                max_tokens=max_tokens,
+                stop=stop,
+                stream=True,
+                logits_processor=self._processors(prompt),
+                **_sampling(s),
             )
             for piece in pieces:
                 text = piece["choices"][0]["text"]  # type: ignore[index]
@@ -146,6 +169,16 @@ def _suppressor(engine: LlamaEngine) -> Any:
         return scores
 
     return llama_cpp.LogitsProcessorList([suppress])
+
+
+def _figure_tokens(engine: LlamaEngine) -> list[tuple[int, str]]:
+    """The model's tokens that hold a digit or an @, for the fact lock (found once per model file, cached)."""
+    from kit.components.fact_lock import special_tokens
+
+    def vocabulary() -> Any:
+        return ((i, engine._piece(i).decode("utf-8", "ignore")) for i in range(engine.llm.n_vocab()))
+
+    return special_tokens(engine.path, vocabulary)
 
 
 def _sampling(s: Sampling) -> dict[str, Any]:

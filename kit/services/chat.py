@@ -12,6 +12,7 @@ from kit.chunk import Chunk
 from kit.components.chat_template import ChatMessage
 from kit.components.llm import Engine
 from kit.domain import Domain
+from kit.services.claims import ClaimCheck, streamed
 from kit.services.guardrails import Guardrails, Verdict
 from kit.services.output_guard import OutputGuard, guarded, until_phantom_citation
 from kit.services.prompt import (
@@ -88,6 +89,10 @@ class ChatService:
             model=self.engine.name, started=started, prompt_tokens=self.engine.count_tokens(messages),
         )  # fmt: skip
         pieces = until_phantom_citation(_timed(self.engine.stream(messages, stop=PROMPT_MARKERS), reply), len(chunks))
+        if self.domain.spec.model.claim_check:
+            known = "\n".join([self.system, self.guardrails.handoff_message, *(m["content"] for m in history)])
+            reply.claims = ClaimCheck(question, reply.sources, known)
+            pieces = streamed(pieces, reply.claims)
         reply.pieces = guarded(pieces, self.output_guard(messages), reply)
         return reply
 

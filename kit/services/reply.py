@@ -9,6 +9,7 @@ from typing import Any
 
 from kit.chunk import Chunk
 from kit.components.chat_template import ChatMessage
+from kit.services.claims import ClaimCheck
 from kit.services.guardrails import Kind
 from kit.services.prompt import CITE
 
@@ -48,6 +49,22 @@ class Reply:
     model_pieces: int = 0  # what the model wrote, before the guards (a count at max_tokens means it was cut off)
     withheld: str = ""  # why the output guard cut the answer off, if it did
     prompt_tokens: int = 0  # the whole prompt the model read (system prompt, history, documents, question)
+    claims: ClaimCheck | None = field(default=None, repr=False)  # what the claim check kept, dropped and why
+
+    @property
+    def tokens(self) -> int:
+        """Tokens the model wrote (the guards may release them in fewer, longer pieces); a fixed reply's pieces."""
+        return self.model_pieces or self.n_pieces
+
+    @property
+    def checks(self) -> list[str]:
+        """The claim check's decisions on this answer (a sentence dropped and why, run-on cut, the passage quoted)."""
+        return list(self.claims.decisions) if self.claims else []
+
+    @property
+    def fallback(self) -> bool:
+        """Whether the answer is a quoted passage rather than the model's words (nothing trustworthy was left)."""
+        return self.claims is not None and self.claims.fallback is not None
 
     def __iter__(self) -> Iterator[str]:
         for piece in self.pieces:
@@ -100,10 +117,12 @@ def reply_json(reply: Reply) -> dict[str, Any]:
         "sources": [{"n": s.n, "source": s.source, "title": s.title, "location": s.location} for s in reply.sources],
         "cited": reply.cited,
         "withheld": reply.withheld or None,
+        "fallback": reply.fallback,
+        "checks": reply.checks,
         "model": reply.model,
         "ttft_s": round(reply.ttft_s or 0.0, 4),
         "total_s": round(seconds, 4),
         "prompt_tokens": reply.prompt_tokens,
-        "tokens": reply.n_pieces,
-        "tokens_per_s": round((reply.n_pieces - 1) / gen, 2) if reply.n_pieces > 1 else 0.0,
+        "tokens": reply.tokens,
+        "tokens_per_s": round((reply.tokens - 1) / gen, 2) if reply.tokens > 1 else 0.0,
     }

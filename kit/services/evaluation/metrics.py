@@ -17,30 +17,22 @@ with its reasons. Citations and recall@k are scored at the level of rows and sec
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Protocol
 
 from kit.records import EvalItem
-from kit.services.facts import facts, number, unsupported
+from kit.services.claims import invented, junk, polarity
+from kit.services.facts import facts, number
 
 NUMERIC = re.compile(r"[$€£]?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
-URL = re.compile(r"\bhttps?://[^\s)\]>]+|\bwww\.[^\s)\]>]+", re.IGNORECASE)
-YES = {"yes", "yep", "yeah", "sure", "absolutely", "certainly", "definitely", "correct"}
-NO = {"no", "nope", "unfortunately", "sorry", "not", "nah"}
 # Saying the documents don't hold it: "we don't carry", "no information", "I'm not sure", "isn't listed"
 UNKNOWN = re.compile(
     r"\b(?:don'?t|do not|doesn'?t|does not|didn'?t|did not|can'?t|cannot|couldn'?t|could not|isn'?t|aren'?t|"
     r"not|no information|no details|unable|unfortunately|no record|unsure)\b",
     re.IGNORECASE,
 )
-ROLE_MARK = re.compile(r"(?:^|\n)\s*\**(?:user|customer|assistant|question|answer|q|a)\**\s*:", re.IGNORECASE)
-CONTROL_TOKEN = re.compile(r"<\|?/?[a-z_]+\d*\|?>|<unused\d+>", re.IGNORECASE)
-GLUED = re.compile(r"\b[a-z]+[A-Z][A-Za-z0-9]*\b|\b[A-Z][a-z]+[A-Z][a-z]+\w*\b|\][A-Za-z]{2,}")
-WORD = re.compile(r"\w+")
-REPEAT_WORDS = 8  # a run of this many words said twice is a loop
 
 
 class Cited(Protocol):
@@ -106,47 +98,6 @@ def locator_matches(locator: str, chunk: Cited) -> bool:
 def covered(item: EvalItem, chunks: Sequence[Cited]) -> list[str]:
     """The item's locators that none of the chunks matches."""
     return [loc for loc in item.locators if not any(locator_matches(loc, c) for c in chunks)]
-
-
-def polarity(answer: str) -> str | None:
-    """'yes' or 'no' when the answer opens with one, else None."""
-    words = WORD.findall(answer.casefold()[:80])
-    if not words:
-        return None
-    if words[0] in YES or words[:2] == ["of", "course"]:
-        return "yes"
-    if words[0] in NO or (words[:2] in (["i", "m"], ["i", "am"]) and "afraid" in words[:4]):
-        return "no"
-    return None
-
-
-def junk(answer: str, context: str) -> list[str]:
-    """What in the answer is not an answer: run-on turns, control or glued tokens, another script, a loop."""
-    found: list[str] = []
-    if ROLE_MARK.search(answer):
-        found.append("run-on: writes another turn")
-    found += [f"control token {t}" for t in dict.fromkeys(CONTROL_TOKEN.findall(answer))]
-    glued = [w for w in dict.fromkeys(GLUED.findall(answer)) if w.lstrip("]") not in context]
-    found += [f"glued token {w}" for w in glued]
-    foreign = sorted({c for c in answer if c.isalpha() and not _latin(c) and c not in context})
-    if foreign:
-        found.append("another script: " + "".join(foreign[:8]))
-    words = WORD.findall(answer.casefold())
-    runs = [tuple(words[i : i + REPEAT_WORDS]) for i in range(len(words) - REPEAT_WORDS + 1)]
-    if len(runs) != len(set(runs)):
-        found.append("run-on: repeats itself")
-    return found
-
-
-def _latin(char: str) -> bool:
-    return unicodedata.name(char, "").startswith("LATIN")
-
-
-def invented(answer: str, context: str) -> list[str]:
-    """Numbers, prices, dates, identifiers, phones, e-mails and URLs in the answer that the context does not hold."""
-    urls = [u.rstrip(".,;:") for u in URL.findall(answer)]
-    missing = [u for u in urls if u.casefold() not in context.casefold()]
-    return missing + unsupported(URL.sub(" ", answer), context)
 
 
 def behaved(item: EvalItem, kind: str, rule: str | None) -> bool:

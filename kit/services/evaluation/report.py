@@ -18,6 +18,7 @@ COLUMNS = (
     ("junk_answers", "junk answers", "int"), ("wrong_yes_no_rate", "wrong yes/no", "pct"),
     ("unknown_accuracy", "says unknown", "pct"), ("refusal_rate", "refusals", "pct"),
     ("false_refusal_rate", "false refusals", "pct"), ("withheld_rate", "withheld", "pct"),
+    ("fallback_rate", "quoted passage", "pct"),
     ("handoff_accuracy", "hand-offs", "pct"), ("rule_accuracy", "rules", "pct"),
     ("recall_at_k", "recall@k", "pct"), ("contaminated_share", "contaminated", "pct"),
 )  # fmt: skip

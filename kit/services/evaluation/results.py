@@ -20,7 +20,7 @@ from kit.services.evaluation.summary import by_split
 
 FOLDER = Path("eval") / "results"
 # the committed tables: the quality columns but those the guardrails alone decide (hand-offs, rules) and "withheld"
-TABLE = tuple(c for c in COLUMNS if c[0] not in ("withheld_rate", "handoff_accuracy", "rule_accuracy"))
+TABLE = tuple(c for c in COLUMNS if c[0] not in ("withheld_rate", "handoff_accuracy", "rule_accuracy", "fallback_rate"))
 
 
 def slug(label: str) -> str:

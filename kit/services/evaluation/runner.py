@@ -65,6 +65,8 @@ class Outcome:
     total_s: float
     tokens_in: int
     tokens_out: int
+    checks: list[str] = field(default_factory=list)  # the claim check's decisions
+    fallback: bool = False  # the answer is a quoted passage
 
 
 @dataclass
@@ -184,7 +186,7 @@ def _one(service: Any, case: Case) -> Outcome:
         item=item, split=case.split, answer=shown, kind=reply.kind, withheld=bool(reply.withheld),
         sources=[s.label() for s in reply.sources], scored=score(item, turn),
         ttft_s=reply.ttft_s or 0.0, total_s=reply.total_s or 0.0, generation_s=generation_s(reply),
-        tokens_in=reply.prompt_tokens, tokens_out=reply.n_pieces,
+        tokens_in=reply.prompt_tokens, tokens_out=reply.tokens, checks=reply.checks, fallback=reply.fallback,
     )  # fmt: skip
 
 

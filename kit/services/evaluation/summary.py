@@ -46,7 +46,8 @@ def result_row(model: str, o: Outcome, contaminated: str | None = None) -> dict[
         "kind": o.kind, "answer": o.answer, "withheld": o.withheld, "passed": not s.reasons,
         "correct": s.correct, "lenient": s.lenient, "cited_right": s.cited_right, "invented": s.invented,
         "junk": s.junk, "wrong_yes_no": s.wrong_yes_no, "behaved": s.behaved, "recall": s.recall,
-        "why": s.reasons, "contaminated": contaminated, "sources": o.sources,
+        "why": s.reasons, "checks": o.checks, "fallback": o.fallback, "contaminated": contaminated,
+        "sources": o.sources,
         "ttft_s": round(o.ttft_s, 4), "total_s": round(o.total_s, 4),
         "tokens_per_s": round(speed, 2) if speed is not None else None,
     }  # fmt: skip
@@ -74,6 +75,7 @@ def metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
         "refusal_rate": _share([r["behaved"] for r in rows if r["expect"] == "refuse"]),
         "false_refusal_rate": _share([r["kind"] != "answer" for r in facts]),
         "withheld_rate": _share([r["withheld"] for r in answered]),
+        "fallback_rate": _share([bool(r.get("fallback")) for r in answered]),
         "handoff_accuracy": _share([r["behaved"] for r in rows if r["expect"] == "handoff"]),
         "rule_accuracy": _share([r["behaved"] for r in rows if r["expect"] == "rule"]),
         "recall_at_k": _share([r["recall"] == 1 for r in facts if r["recall"] is not None]),

@@ -1,0 +1,283 @@
+"""The claim check: what an answer may keep of what the model wrote, sentence by sentence, after generation.
+
+The fact lock (kit/components/fact_lock.py) keeps figures to those of the prompt while a local model writes; an
+OpenAI-compatible server's logits are out of reach, and a figure copied from the wrong document is still wrong.
+So every answer, from any engine, is read again, one sentence at a time, before the customer sees it:
+- a sentence's facts (numbers, prices, dates, ids, phones, e-mails, URLs) must occur in a document it cites, or
+  in any document given when it cites none (or in the question, the conversation or the public contact): an
+  unsupported sentence is dropped;
+- junk ends the answer: a sentence that writes another turn, glued or control tokens, another script, or one the
+  answer already said, and everything after it, is cut (run-on text after the answer);
+- an answer that opens with "yes" to a yes/no question when the passage closest to the question plainly says the
+  opposite ("only within", "not", "can't", "no") is not sent as it is.
+When nothing trustworthy is left, the answer is the passage itself: the retrieved sentence (or table row) closest to
+the question, quoted and cited ("From our Shipping Policy: “…” [2]"; ``fallback``). Every decision is kept with the
+reply, so the eval's per-answer results say why a sentence was dropped.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from kit.services.facts import Source, facts
+
+SENTENCE_END = re.compile(r"(?<=[.!?])(?:\s*\[\d{1,2}\])*\s+(?=\S)|\n\s*\n")
+CITE = re.compile(r"\[(\d{1,2})\]")
+URL = re.compile(r"\bhttps?://[^\s)\]>]+|\bwww\.[^\s)\]>]+", re.IGNORECASE)
+ROLE_MARK = re.compile(r"(?:^|\n)\s*\**(?:user|customer|assistant|question|answer|q|a)\**\s*:", re.IGNORECASE)
+CONTROL_TOKEN = re.compile(r"<\|?/?[a-z_]+\d*\|?>|<unused\d+>", re.IGNORECASE)
+GLUED = re.compile(r"\b[a-z]+[A-Z][A-Za-z0-9]*\b|\b[A-Z][a-z]+[A-Z][a-z]+\w*\b|\][A-Za-z]{2,}")
+WORD = re.compile(r"\w+")
+REPEAT_WORDS = 8  # a run of this many words said twice is a loop
+MIN_SHARED = 2  # content words a passage must share with the question to be quoted as the answer
+YES = {"yes", "yep", "yeah", "sure", "absolutely", "certainly", "definitely", "correct"}
+NO = {"no", "nope", "unfortunately", "sorry", "not", "nah"}
+YES_NO_QUESTION = re.compile(
+    r"^\s*(?:can|could|do|does|did|is|are|was|were|will|would|may|might|should|shall|has|have|had)\b", re.IGNORECASE
+)
+NEGATION = re.compile(
+    r"\b(?:not|no|never|cannot|can't|won't|don't|doesn't|isn't|aren't|only|except|excluding|unless)\b|n't\b",
+    re.IGNORECASE,
+)
+STOP = set(
+    "a an and are as at be but by can could do does for from has have how i if in is it its me my of on or our "
+    "please the their there this to us was we what when where which who why will with would you your".split()
+)
+
+
+class Given(Protocol):
+    """A numbered document the model was given (a SourceRef)."""
+
+    n: int
+    source: str
+    title: str
+    text: str
+
+
+@dataclass
+class Checked:
+    """What is left of an answer, and why each sentence went or stayed."""
+
+    text: str
+    decisions: list[str] = field(default_factory=list)
+    fallback: bool = False  # the answer is a quoted passage, not the model's words
+
+
+def sentences(text: str) -> list[str]:
+    """The answer cut into sentences, each keeping the citations that close it ("… $389.00 [1].")."""
+    parts, start = [], 0
+    for m in SENTENCE_END.finditer(text):
+        end = m.start() + len(m.group().rstrip())
+        parts.append(text[start:end])
+        start = m.end()
+    parts.append(text[start:])
+    return [p for p in parts if p.strip()]
+
+
+def junk(text: str, context: str) -> list[str]:
+    """What in a text is not an answer: another turn, control or glued tokens, another script, a loop."""
+    found: list[str] = []
+    if ROLE_MARK.search(text):
+        found.append("run-on: writes another turn")
+    found += [f"control token {t}" for t in dict.fromkeys(CONTROL_TOKEN.findall(text))]
+    glued = [w for w in dict.fromkeys(GLUED.findall(text)) if w.lstrip("]") not in context]
+    found += [f"glued token {w}" for w in glued]
+    foreign = sorted({c for c in text if c.isalpha() and not _latin(c) and c not in context})
+    if foreign:
+        found.append("another script: " + "".join(foreign[:8]))
+    words = WORD.findall(text.casefold())
+    runs = [tuple(words[i : i + REPEAT_WORDS]) for i in range(len(words) - REPEAT_WORDS + 1)]
+    if len(runs) != len(set(runs)):
+        found.append("run-on: repeats itself")
+    return found
+
+
+def _latin(char: str) -> bool:
+    return unicodedata.name(char, "").startswith("LATIN")
+
+
+def invented(text: str, context: str) -> list[str]:
+    """Numbers, prices, dates, ids, phones, e-mails and URLs in ``text`` that ``context`` does not hold."""
+    urls = [u.rstrip(".,;:") for u in URL.findall(text)]
+    missing = [u for u in urls if u.casefold() not in context.casefold()]
+    known = Source(context)
+    return missing + list(dict.fromkeys(f.text for f in facts(URL.sub(" ", text)) if not known.supports(f)))
+
+
+def polarity(text: str) -> str | None:
+    """'yes' or 'no' when a text opens with one, else None."""
+    words = WORD.findall(text.casefold()[:80])
+    if not words:
+        return None
+    if words[0] in YES or words[:2] == ["of", "course"]:
+        return "yes"
+    if words[0] in NO or (words[:2] in (["i", "m"], ["i", "am"]) and "afraid" in words[:4]):
+        return "no"
+    return None
+
+
+class ClaimCheck:
+    """The check of one answer, fed one sentence at a time as the model writes (``feed``), closed by ``finish``."""
+
+    def __init__(self, question: str, given: Sequence[Given], known: str = "") -> None:
+        self.question, self.given = question, given
+        self.asked = f"{question}\n{known}"
+        self.everything = self.asked + "\n" + "\n".join(g.text for g in given)
+        self.decisions: list[str] = []
+        self.kept: list[str] = []
+        self.said: set[str] = set()
+        self.done = False  # junk was found, or a contradicted "yes": nothing more of the model's is sent
+        self.fallback: Checked | None = None
+
+    def feed(self, sentence: str) -> str:
+        """What of ``sentence`` may be sent ("" when nothing); sets ``done`` when the rest of the answer must go."""
+        if self.done or not sentence.strip():
+            return ""
+        if (
+            not self.kept
+            and not self.decisions
+            and polarity(sentence) == "yes"
+            and YES_NO_QUESTION.match(self.question)
+        ):
+            against = _contradiction(self.question, self.given)
+            if against:
+                self.decisions.append(f"not sent: opens with yes, but [{against[0]}] says \u201c{against[1]}\u201d")
+                self.done = True
+                return ""
+        rubbish = junk(sentence, self.everything)
+        again = " ".join(WORD.findall(sentence.casefold()))
+        if rubbish or (again and again in self.said):
+            self.decisions.append(f"cut from \u201c{_short(sentence)}\u201d on: {', '.join(rubbish) or 'said again'}")
+            self.done = True
+            return ""
+        self.said.add(again)
+        cited = [g for g in self.given if g.n in {int(n) for n in CITE.findall(sentence)}]
+        missing = invented(sentence, "\n".join([self.asked, *(g.text for g in (cited or self.given))]))
+        if missing:
+            where = "the documents it cites" if cited else "the documents given"
+            self.decisions.append(f"dropped \u201c{_short(sentence)}\u201d: {', '.join(missing)} not in {where}")
+            return ""
+        self.kept.append(sentence)
+        return sentence
+
+    def finish(self) -> Checked:
+        """The answer as sent: the kept sentences, or the passage itself when nothing trustworthy is left."""
+        text = "".join(self.kept).strip()
+        if not text or not re.search(r"\w", CITE.sub("", text)):
+            return _fallback(self.question, self.given, self.decisions)
+        return Checked(text, self.decisions)
+
+
+def check(answer: str, question: str, given: Sequence[Given], known: str = "") -> Checked:
+    """The whole answer through the claim check at once (what streaming through ``ClaimCheck`` also gives)."""
+    claim = ClaimCheck(question, given, known)
+    for sentence in sentences(answer):
+        claim.feed(sentence)
+    return claim.finish()
+
+
+def streamed(pieces: Iterator[str], claim: ClaimCheck) -> Iterator[str]:
+    """The model's pieces, released a whole sentence at a time once the claim check let it through; the fallback
+    passage at the end when nothing was; the model is stopped as soon as the rest of its answer must go."""
+    buffer, sent = "", False
+    try:
+        for piece in pieces:
+            buffer += piece
+            while (cut := _first_end(buffer)) is not None:
+                sentence, buffer = buffer[:cut], buffer[cut:]
+                out = claim.feed(sentence)
+                if out:
+                    yield out
+                    sent = True
+            if buffer and not claim.done and junk(buffer, claim.everything):  # run-on: stop the model now
+                claim.feed(buffer)
+                buffer = ""
+            if claim.done:
+                break
+        if buffer and not claim.done:
+            out = claim.feed(buffer)
+            if out:
+                yield out
+                sent = True
+    finally:
+        if isinstance(pieces, Generator):
+            pieces.close()
+    result = claim.finish()
+    if not sent:
+        yield result.text
+    claim.fallback = result if result.fallback else None
+
+
+def _first_end(text: str) -> int | None:
+    """Where the first whole sentence of ``text`` ends (with the space after it), if one is complete."""
+    m = SENTENCE_END.search(text)
+    return m.end() if m else None
+
+
+def _contradiction(question: str, given: Sequence[Given]) -> tuple[int, str] | None:
+    """The passage sentence closest to the question, when it plainly says no (a negation or 'only')."""
+    best = _closest(question, given)
+    if best is None:
+        return None
+    n, sentence, overlap = best
+    return (n, sentence) if overlap >= 2 and NEGATION.search(sentence) else None
+
+
+def _closest(question: str, given: Sequence[Given]) -> tuple[int, str, int] | None:
+    """(document number, passage, shared content words) of the given passage sharing most words with the question: a
+    table row whole ("field: value" lines joined), a text's single sentence (its heading's words count for it)."""
+    want = _content(question)
+    best: tuple[int, str, int] | None = None
+    for g in given:
+        lines = [ln.strip() for ln in g.text.splitlines() if ln.strip()]
+        if _is_row(lines):
+            passages, heading = ["; ".join(lines)], set()
+        else:
+            passages = [s.strip() for ln in lines[1:] or lines for s in sentences(ln)]
+            heading = _content(lines[0]) if len(lines) > 1 else set()
+        for passage in passages:
+            overlap = len(want & (_content(passage) | heading))
+            if best is None or overlap > best[2]:
+                best = (g.n, passage, overlap)
+    return best
+
+
+def _is_row(lines: list[str]) -> bool:
+    """A table row's chunk: a title line, then 'field: value' lines."""
+    return len(lines) > 1 and all(re.match(r"[\w ]{1,40}: ", ln) for ln in lines[1:])
+
+
+def _content(text: str) -> set[str]:
+    """The text's content words, roughly stemmed ("returned" and "returns" are "return", "shipping" is "ship")."""
+    return {_stem(w) for w in WORD.findall(text.casefold()) if w not in STOP and len(w) > 2}
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            break
+    return word[:-1] if len(word) > 3 and word[-1] == word[-2] else word
+
+
+def _fallback(question: str, given: Sequence[Given], decisions: list[str]) -> Checked:
+    best = _closest(question, given)
+    if best is None or best[2] < min(MIN_SHARED, len(_content(question))):
+        decisions.append("nothing left to send, and no passage is close enough to the question to quote")
+        return Checked("I'm sorry, I can't find that in our documents.", decisions, fallback=True)
+    n, passage, _ = best
+    doc = next(g for g in given if g.n == n)
+    name = doc.title.split(" > ")[0] if doc.source.endswith((".md", ".txt", ".html", ".htm")) else ""
+    where = f"our {name or Path(doc.source).stem.replace('-', ' ').replace('_', ' ')}"
+    decisions.append(f"answered with the passage from [{n}]")
+    return Checked(f"From {where}: \u201c{_short(passage, 400)}\u201d [{n}]", decisions, fallback=True)
+
+
+def _short(text: str, limit: int = 60) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "\u2026"
