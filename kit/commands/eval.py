@@ -21,6 +21,13 @@ from kit.domain import load_domain
     help="configured (default), base, tuned, a .gguf path, or openai:<base_url>#<model>; repeatable.",
 )
 @click.option("--limit", type=click.IntRange(1), default=None, help="Evaluate a subset (every kind kept).")
+@click.option(
+    "--split",
+    type=click.Choice(["all", "heldout", "dev"]),
+    default="all",
+    show_default=True,
+    help="Which eval set: both, only the held-out set (eval.heldout), or only the development set (eval.set).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as a JSON object per model.")
 @click.option(
     "--report",
@@ -48,6 +55,7 @@ def command(
     domain_dir: str,
     models: tuple[str, ...],
     limit: int | None,
+    split: str,
     as_json: bool,
     report_path: str | None,
     use_gate: bool,
@@ -75,7 +83,7 @@ def command(
     from kit.services.evaluation import contamination, report, results, runner, summary
 
     domain = load_domain(domain_dir)
-    cases = runner.load_items(domain, limit)
+    cases = runner.load_items(domain, limit, split)
     choices = [runner.choose(domain, spec, api_key_env) for spec in (models or ("configured",))]
     hourly = domain.spec.eval.price_per_hour if price_per_hour is None else price_per_hour
     overlaps = contamination.check(domain, Embedder(domain.spec.retrieval.embedding_model).embed)

@@ -114,19 +114,20 @@ def _size(domain: Domain, settings: ModelSettings) -> int | None:
     return sum(f.stat().st_size for f in files if f.is_file())
 
 
-def load_items(domain: Domain, limit: int | None = None) -> list[Case]:
-    """The held-out items, then the development set (already checked by kit validate; problems here raise)."""
+def load_items(domain: Domain, limit: int | None = None, split: str = "all") -> list[Case]:
+    """The held-out items, then the development set, or one of them (``split``); already checked by kit validate,
+    problems here raise."""
     from kit.errors import ValidationFailed
 
     cases: list[Case] = []
     problems = []
     spec = domain.spec.eval
-    for split, rel in (("heldout", spec.heldout), ("dev", spec.set)):
-        if rel is None:
+    for name, rel in (("heldout", spec.heldout), ("dev", spec.set)):
+        if rel is None or split not in ("all", name):
             continue
         records, found = read_jsonl(domain.path(rel), rel, EvalItem)
         problems += found
-        cases += [Case(item, split, f"{rel}:{line}") for line, item in records]
+        cases += [Case(item, name, f"{rel}:{line}") for line, item in records]
     if problems:
         raise ValidationFailed(problems)
     return _spread(cases, limit) if limit else cases
