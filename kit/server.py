@@ -305,7 +305,7 @@ def completion_body(reply: Reply, model: str, cid: str) -> dict[str, Any]:
         "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text}, "finish_reason": "stop"}],
         "usage": usage(reply),
         "sources": info["sources"],
-        "kit": {k: info[k] for k in ("kind", "refused", "handoff", "rule", "cited", "withheld")},
+        "kit": {k: info[k] for k in ("kind", "refused", "handoff", "rule", "cited", "withheld", "fallback", "checks")},
     }  # fmt: skip
 
 
