@@ -7,6 +7,7 @@ Prints:
   prompt cold (cache cleared) — goal <= 0.5x;
 - generation tok/s through kit's chat service vs bare ``llama_cpp.Llama`` on the same prompt and
   model — goal >= 0.95x;
+- generation tok/s with the fact lock vs without it (``model.fact_lock``), same engine and prompt — goal >= 0.95x;
 - cold start of `kit serve` to its first answer over HTTP — goal <= 10 s;
 - the serving process's RSS.
 The domain is copied to a temp folder and indexed there (default: data_templates/example).
@@ -103,6 +104,23 @@ def generation_speed(service: ChatService, rounds: int) -> None:
     print(f"generation: kit {k:.1f} tok/s, bare llama_cpp {b:.1f} tok/s, ratio {k / b:.2f}x (goal >= 0.95x)")
 
 
+def fact_lock_cost(service: ChatService, rounds: int) -> None:
+    engine = service.engine
+    assert isinstance(engine, LlamaEngine) and engine.figure_tokens is not None, "the fact lock is off"
+    reply = service.ask("What does the folding lantern cost, and how many lumens is it?")
+    prompt = engine.template.render([{"role": "system", "content": service.system}, reply.sent])
+    figures, rates = engine.figure_tokens, {"locked": [], "free": []}
+    for i in range(2 * rounds):
+        which = ("locked", "free")[i % 2] if i // 2 % 2 == 0 else ("free", "locked")[i % 2]
+        engine.figure_tokens = figures if which == "locked" else None
+        engine.llm.reset()
+        _, n, gen = ttft(engine.stream_prompt(prompt, 64))
+        rates[which].append((n - 1) / gen)
+    engine.figure_tokens = figures
+    locked, free = statistics.median(rates["locked"]), statistics.median(rates["free"])
+    print(f"fact lock: {locked:.1f} tok/s locked, {free:.1f} tok/s without, ratio {locked / free:.2f}x (goal >= 0.95x)")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -167,6 +185,7 @@ def main() -> None:
         service = ChatService.open(load_domain(dest))
         kv_reuse(service, args.rounds)
         generation_speed(service, args.rounds)
+        fact_lock_cost(service, args.rounds)
         del service
         serve_cold_start(dest)
 
