@@ -431,13 +431,13 @@ def build_server(
     """API at /v1 and the Gradio UI at /, on one FastAPI app; ``login`` puts a (user, password) form before the UI."""
     import gradio as gr
 
-    from kit.ui.app import WORKERS, build_app, launch_kwargs
+    from kit.ui.app import build_app, launch_kwargs
 
     limits = limits or Limits()
     db = os.environ.get(FEEDBACK_DB_ENV)
     store = FeedbackStore(Path(db)) if db else FeedbackStore.for_domain(service.domain.build_dir)
     app = build_api(service, store, api_key, limits)
-    ui = build_app(service, store).queue(max_size=limits.queue_size, default_concurrency_limit=WORKERS)
+    ui = build_app(service, store, queue_size=limits.queue_size)
     ui.state_session_capacity = limits.ui_sessions  # Gradio keeps 10,000 sessions otherwise: memory grows with visits
     return gr.mount_gradio_app(
         app, ui, path="/", auth=login, max_file_size=limits.max_body_bytes, **launch_kwargs(service)

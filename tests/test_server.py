@@ -164,3 +164,33 @@ def test_the_ui_keeps_at_most_ui_sessions_in_memory_and_the_newest_still_answers
             chat, _ = ask_ui(url, f"I want a real person ({n})")  # a hand-off: no model call
             assert [text(m) for m in chat if m["role"] == "user"] == [f"I want a real person ({n})"]
         assert 1 <= len(gradio_app.state_holder.session_data) <= 3
+
+
+def test_the_idle_ui_queue_checks_for_work_every_50_ms_not_every_1_ms(example_service: Any, monkeypatch) -> None:
+    """Gradio's queue polls (1 ms for events, 10 ms for progress): 2-5% of a core with nobody there."""
+    import asyncio
+    import types
+
+    import gradio.queueing
+    from gradio.routes import App
+
+    from kit.server import Limits, build_server
+    from kit.ui.app import QUEUE_POLL_S
+
+    app = build_server(example_service, limits=Limits(queue_size=5))
+    queue = next(r.app for r in app.routes if isinstance(getattr(r, "app", None), App)).get_blocks()._queue
+    assert queue.max_size == 5
+    naps: list[float] = []
+
+    async def nap(seconds: float) -> None:  # notes the wait, then lets the other loop run
+        naps.append(seconds)
+        queue.stopped = len(naps) >= 20
+        await asyncio.sleep(0)
+
+    async def idle() -> None:  # the queue's two loops, as Queue.start() runs them, with nothing queued
+        queue.active_jobs = [None] * queue.max_thread_count
+        await asyncio.gather(queue.start_processing(), queue.start_progress_updates())
+
+    monkeypatch.setattr(gradio.queueing, "asyncio", types.SimpleNamespace(**{**vars(asyncio), "sleep": nap}))
+    asyncio.run(idle())
+    assert len(naps) >= 20 and sorted(set(naps)) == sorted(QUEUE_POLL_S.values())

@@ -6,6 +6,7 @@ reuse) and the stored turn id of each answer (for thumbs up/down).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,8 +18,14 @@ from kit.services.chat import ChatService
 from kit.services.feedback import FeedbackStore, new_conversation
 from kit.services.reply import Reply
 
+logger = logging.getLogger(__name__)
+
 QUEUE_MAX = 64  # waiting requests beyond this are refused at once rather than piling up
 WORKERS = 4  # the model itself runs one answer at a time; workers keep fixed replies and the UI responsive
+# Gradio's queue has no wake-up signal: its loops poll, every 1 ms for new events and every 10 ms for progress
+# updates (Linux defaults), ~1,100 wake-ups a second that cost an idle `kit serve` 2-5% of a core. At these
+# intervals (Gradio's own on Windows) a UI event starts at most 50 ms later, against answers of seconds.
+QUEUE_POLL_S = {"sleep_when_free": 0.05, "progress_update_sleep_when_free": 0.1}
 
 
 def sources_markdown(reply: Reply) -> str:
@@ -100,8 +107,8 @@ def theme(primary: str, secondary: str) -> gr.themes.Base:
     )
 
 
-def build_app(service: ChatService, store: FeedbackStore) -> gr.Blocks:
-    """The Blocks app for a domain."""
+def build_app(service: ChatService, store: FeedbackStore, queue_size: int = QUEUE_MAX) -> gr.Blocks:
+    """The Blocks app for a domain, queued: at most ``queue_size`` requests waiting, ``WORKERS`` running."""
     ui, brand = ChatUI(service, store), service.domain.spec.ui
     with gr.Blocks(title=brand.title, analytics_enabled=False) as app:
         gr.Markdown(f"# {brand.title}\n{brand.description}")
@@ -128,7 +135,17 @@ def build_app(service: ChatService, store: FeedbackStore) -> gr.Blocks:
         box.submit(ui.respond, [box, chat, history, conv, turns], outputs, api_name="chat")
         chat.like(ui.like, [turns], None)
         new.click(ui.new_chat, None, [chat, sources, box, history, conv, turns], api_name="new_chat")
-    return app.queue(max_size=QUEUE_MAX, default_concurrency_limit=WORKERS)
+    return quiet_queue(app.queue(max_size=queue_size, default_concurrency_limit=WORKERS))
+
+
+def quiet_queue(app: gr.Blocks) -> gr.Blocks:
+    """``app`` with its queue polling at ``QUEUE_POLL_S``; call it after the last ``queue()``, which makes a new one."""
+    queue = app._queue
+    for name, seconds in QUEUE_POLL_S.items():
+        if not isinstance(getattr(queue, name, None), int | float):  # a Gradio upgrade renamed it: say so
+            logger.warning("Gradio's queue has no %s: its idle polling is not slowed down", name)
+        setattr(queue, name, max(seconds, getattr(queue, name, 0)))
+    return app
 
 
 def launch_kwargs(service: ChatService) -> dict[str, Any]:
