@@ -90,3 +90,20 @@ def test_streaming_releases_whole_checked_sentences_and_stops_the_model() -> Non
     assert claim.decisions == ["cut from \u201cUser: and\u201d on: run-on: writes another turn"]
     assert consumed[-1] == " User: and"  # the model was stopped there
     assert claim.fallback is None
+
+
+def test_the_reply_the_api_and_the_ui_say_when_an_answer_is_a_quoted_passage() -> None:
+    from kit.services.reply import Reply, SourceRef, reply_json
+    from kit.ui.app import sources_markdown
+
+    ref = SourceRef(2, SHIPPING.source, SHIPPING.title, "line 3", SHIPPING.text)
+    claim = ClaimCheck("Can you ship my order to Toronto, Canada?", [ref])
+    reply = Reply(
+        question="Can you ship my order to Toronto, Canada?", kind="answer", reason="", sources=[ref],
+        sent={"role": "user", "content": "Can you ship my order to Toronto, Canada?"}, model="m",
+        pieces=streamed(iter(["Yes, we ship to Toronto [2]."]), claim), claims=claim,
+    )  # fmt: skip
+    assert reply.finish().startswith("From our Shipping Policy: \u201cWe do not ship to Canada")
+    info = reply_json(reply)
+    assert info["fallback"] and info["checks"][0].startswith("not sent: opens with yes")
+    assert "quotes the closest passage" in sources_markdown(reply)

@@ -34,7 +34,13 @@ def sources_markdown(reply: Reply) -> str:
         return f"_No sources: {reply.kind} reply from the domain's guardrails._" if reply.kind != "answer" else ""
     cited = set(reply.cited)
     lines = [f"- {'**' if s.n in cited else ''}{s.label()}{'**' if s.n in cited else ''}" for s in reply.sources]
-    return "**Sources**\n\n" + "\n".join(lines)
+    quoted = (
+        "<small>The assistant could not answer this in its own words with facts the documents hold, so it "
+        "quotes the closest passage.</small>\n\n"
+        if reply.fallback
+        else ""
+    )
+    return quoted + "**Sources**\n\n" + "\n".join(lines)
 
 
 def status_markdown(reply: Reply) -> str:
