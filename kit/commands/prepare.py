@@ -41,6 +41,6 @@ def command(name: str) -> None:
     click.echo(f"language model: {done.path} ({m.size / 1e6:.0f} MB, {done.action}, sha256 {m.sha256[:12]}…)")
     click.echo(f"language model: {m.title}, from {m.sources()}, licence {m.licence}")
     LlamaEngine(ModelSettings(gguf=m.spec, n_ctx=512), done.path.parent)
-    click.echo("language model: loads with llama.cpp (its untrained tokens listed once, in the cache)")
+    click.echo("language model: loads with llama.cpp (untrained and figure tokens listed once, in the cache)")
     Embedder(EMBEDDED).embed(["ready"])
     click.echo(f"embedding model: ready ({time.perf_counter() - started:.1f} s)")
