@@ -43,3 +43,13 @@ def test_a_table_follows_its_results() -> None:
     assert updated(text, [("shop: m", rows)], "x") != new
     assert "## Failed: 1 of 3" in summary_md("shop", [_row("heldout", True), *rows[:1], _row("dev", False)])
     assert json.dumps(rows)  # rows are plain JSON, as committed
+
+
+def test_a_run_of_one_split_keeps_the_other_splits_answers(tmp_path: Path) -> None:
+    from kit.services.evaluation.results import load, save
+
+    first = {"model": "m", "results": [_row("heldout", True), _row("dev", False, why=["missing 5"])]}
+    jsonl, md = save(tmp_path, "shop", first)
+    save(tmp_path, "shop", {"model": "m", "results": [_row("dev", True, id="y")]})
+    assert [(a["split"], a["id"], a["passed"]) for a in load(jsonl)] == [("heldout", "x", True), ("dev", "y", True)]
+    assert "## Failed: 0 of 2" in md.read_text()

@@ -16,6 +16,7 @@ from typing import Any
 
 from kit.files import replace_text
 from kit.services.evaluation.report import COLUMNS, SPLIT_NAMES, cell
+from kit.services.evaluation.runner import SPLITS
 from kit.services.evaluation.summary import by_split
 
 FOLDER = Path("eval") / "results"
@@ -29,12 +30,16 @@ def slug(label: str) -> str:
 
 
 def save(domain_root: Path, domain: str, row: Mapping[str, Any]) -> tuple[Path, Path]:
-    """Write one model's per-answer results and their summary into the domain's eval/results/."""
+    """Write one model's per-answer results and their summary into the domain's eval/results/. A run of one split
+    (``kit eval --split dev``) replaces that split's answers and keeps the other's."""
     folder = domain_root / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     name = slug(row["model"])
     jsonl = folder / f"{name}.jsonl"
-    replace_text(jsonl, "".join(json.dumps(a, ensure_ascii=False) + "\n" for a in row["results"]))
+    ran = {a["split"] for a in row["results"]}
+    kept = [a for a in load(jsonl) if a["split"] not in ran] if jsonl.is_file() else []
+    rows = sorted([*kept, *row["results"]], key=lambda a: SPLITS.index(a["split"]))
+    replace_text(jsonl, "".join(json.dumps(a, ensure_ascii=False) + "\n" for a in rows))
     md = folder / f"{name}.md"
     replace_text(md, summary_md(domain, load(jsonl)))
     return jsonl, md
