@@ -55,8 +55,15 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="kit")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="warning",
+    show_default=True,
+    help="What kit's own log says on stderr (e.g. debug: the fact lock's and the claim check's decisions).",
+)
 @click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+def cli(ctx: click.Context, debug: bool, log_level: str) -> None:
     """Build a private chat assistant for a business from its own documents.
 
     \b
@@ -68,6 +75,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
       kit finetune my-shop             specialise the small model with LoRA
       kit eval my-shop --gate          is it good enough to ship?
     """
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kit").setLevel(log_level.upper())
     ctx.obj = {"debug": debug}
 
 

@@ -17,6 +17,7 @@ reply, so the eval's per-answer results say why a sentence was dropped.
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from collections.abc import Generator, Iterator, Sequence
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Protocol
 
 from kit.services.facts import Source, facts
+
+logger = logging.getLogger(__name__)
 
 SENTENCE_END = re.compile(r"(?<=[.!?])(?:\s*\[\d{1,2}\])*\s+(?=\S)|\n\s*\n")
 CITE = re.compile(r"\[(\d{1,2})\]")
@@ -146,13 +149,13 @@ class ClaimCheck:
         ):
             against = _contradiction(self.question, self.given)
             if against:
-                self.decisions.append(f"not sent: opens with yes, but [{against[0]}] says \u201c{against[1]}\u201d")
+                self._decide(f"not sent: opens with yes, but [{against[0]}] says \u201c{against[1]}\u201d")
                 self.done = True
                 return ""
         rubbish = junk(sentence, self.everything)
         again = " ".join(WORD.findall(sentence.casefold()))
         if rubbish or (again and again in self.said):
-            self.decisions.append(f"cut from \u201c{_short(sentence)}\u201d on: {', '.join(rubbish) or 'said again'}")
+            self._decide(f"cut from \u201c{_short(sentence)}\u201d on: {', '.join(rubbish) or 'said again'}")
             self.done = True
             return ""
         self.said.add(again)
@@ -160,10 +163,14 @@ class ClaimCheck:
         missing = invented(sentence, "\n".join([self.asked, *(g.text for g in (cited or self.given))]))
         if missing:
             where = "the documents it cites" if cited else "the documents given"
-            self.decisions.append(f"dropped \u201c{_short(sentence)}\u201d: {', '.join(missing)} not in {where}")
+            self._decide(f"dropped \u201c{_short(sentence)}\u201d: {', '.join(missing)} not in {where}")
             return ""
         self.kept.append(sentence)
         return sentence
+
+    def _decide(self, decision: str) -> None:
+        self.decisions.append(decision)
+        logger.info("claim check: %s", decision)
 
     def finish(self) -> Checked:
         """The answer as sent: the kept sentences, or the passage itself when nothing trustworthy is left."""
