@@ -75,3 +75,22 @@ def test_a_figure_in_the_prompt_is_copied_exactly(llama: Any) -> None:
     prompt = f"{CONTEXT}\nQ: What does the Ridgeline 2 Tent cost?\nA: The Ridgeline 2 Tent costs $"
     answer = complete(llama, prompt, lock=True, tokens=8)
     assert answer.startswith(("329", "329.00")), answer
+
+
+@pytest.mark.parametrize("gguf", ["embedded", "embedded:smollm2-135m-instruct"])
+def test_the_engine_locks_figures_by_default_for_each_tokenizer(gguf: str) -> None:
+    from runtime_fixtures import ROOT
+
+    from kit.components.llm import LlamaEngine
+    from kit.settings import ModelSettings, Sampling
+
+    settings = ModelSettings(gguf=gguf, n_ctx=512, sampling=Sampling(max_tokens=24, temperature=0.0))
+    engine = LlamaEngine(settings, ROOT)
+    assert engine.figure_tokens, "the fact lock is on by default"
+    prompt = "Counting: 1, 2, 3, 4, 5, 6, 7,"
+    locked_run = "".join(engine.stream_prompt(prompt))
+    figures = Figures(prompt)
+    written = [m for m in RUNS.finditer(locked_run) if locked(m.group())]
+    assert all(figures.finished(locked_run[: m.end()], m.group()) for m in written), locked_run
+    engine.figure_tokens = None
+    assert re.search(r"\b8\b", "".join(engine.stream_prompt(prompt))), "unlocked, the model counts on"
