@@ -150,6 +150,16 @@ def test_bad_model_spec_is_one_clear_line(run_kit, indexed_example: Path) -> Non
     assert result.err.startswith("error: model 'gpt-big' is neither a known name nor an existing .gguf file — ")
     tuned = run_kit("eval", str(indexed_example), "--model", "tuned")
     assert "has no tuned adapter" in tuned.err
+    unknown = run_kit("eval", str(indexed_example), "--model", "embedded:gpt-big")
+    assert unknown.code == 1 and unknown.err.startswith("error: unknown embedded model 'gpt-big'; known models: ")
+
+
+def test_an_embedded_model_by_name(run_kit, indexed_example: Path) -> None:
+    result = run_kit("eval", str(indexed_example), "--model", "embedded:smollm2-135m-instruct", "--limit", "2", "-q",
+                     "--json")  # fmt: skip
+    assert result.code == 0, result.err
+    row = json.loads(result.out)["smollm2-135m-instruct"]
+    assert row["items"] == 2 and row["spec"] == "embedded:smollm2-135m-instruct" and 90 < row["model_size_mb"] < 100
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (see README, Tests)")

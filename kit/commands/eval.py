@@ -18,7 +18,8 @@ from kit.domain import load_domain
     "models",
     multiple=True,
     metavar="SPEC",
-    help="configured (default), base, tuned, a .gguf path, or openai:<base_url>#<model>; repeatable.",
+    help="configured (default), base, tuned, embedded[:<name>], a .gguf path, or openai:<base_url>#<model>; "
+    "repeatable.",
 )
 @click.option("--limit", type=click.IntRange(1), default=None, help="Evaluate a subset (every kind kept).")
 @click.option(

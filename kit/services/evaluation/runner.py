@@ -13,6 +13,7 @@ from typing import Any
 
 from kit.components.chat_template import ChatMessage
 from kit.components.llm import model_label
+from kit.components.model_registry import is_embedded, lookup
 from kit.domain import Domain
 from kit.errors import KitError
 from kit.records import EvalItem
@@ -20,7 +21,7 @@ from kit.services.evaluation.metrics import Scored, Turn, score
 from kit.settings import ModelSettings, OpenAIServer
 from kit.validation.files import read_jsonl
 
-SPEC_HELP = "use configured, base, tuned, a .gguf path, or openai:<base_url>#<model>"
+SPEC_HELP = "use configured, base, tuned, embedded[:<name>], a .gguf path, or openai:<base_url>#<model>"
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,14 @@ def choose(domain: Domain, spec: str, api_key_env: str = "OPENAI_API_KEY") -> Mo
                 "run kit finetune and kit export, or evaluate 'base'",
             )
         settings = model.model_copy(update={"adapters": []}) if spec == "base" else model
+        return ModelChoice(spec, model_label(settings), settings, _size(domain, settings))
+    if is_embedded(spec):  # embedded or embedded:<name>, without the domain's adapters, in its own template
+        try:
+            lookup(spec)
+        except ValueError as exc:
+            raise KitError(str(exc), SPEC_HELP) from None
+        data = model.model_dump(exclude={"gguf", "adapters", "chat_template", "server"})
+        settings = ModelSettings.model_validate({**data, "gguf": spec, "adapters": []})
         return ModelChoice(spec, model_label(settings), settings, _size(domain, settings))
     path = Path(spec).expanduser().resolve()
     if path.suffix != ".gguf" or not path.is_file():
