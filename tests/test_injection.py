@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -42,8 +43,11 @@ class Planted:
             yield self.text[i : i + 3]
 
 
-def with_model(service: Any, text: str) -> ChatService:
-    return ChatService(service.domain, Planted(text), service.retriever, service.guardrails)
+def with_model(service: Any, text: str, claim_check: bool = False) -> ChatService:
+    """The service answering with ``text``; the output guard alone judges it unless ``claim_check``."""
+    model = service.domain.spec.model.model_copy(update={"claim_check": claim_check})
+    domain = replace(service.domain, spec=service.domain.spec.model_copy(update={"model": model}))
+    return ChatService(domain, Planted(text), service.retriever, service.guardrails)
 
 
 def leaks_system(service: Any, answer: str) -> bool:
@@ -126,6 +130,10 @@ def test_guard_withholds_personal_data_the_conversation_does_not_hold(example_se
     assert reply.withheld and WITHHELD in reply.text
     for secret in ("jane.doe", "555-0199", "4111", "0612345678"):
         assert secret not in reply.text
+    # with the claim check (the default) the sentence holding it never reaches the guard: no document holds it
+    checked = with_model(example_service, f"Returns take 30 days [1]. {leak}", claim_check=True).ask(IN_SCOPE)
+    assert checked.finish() == "Returns take 30 days [1]. " and not checked.withheld
+    assert checked.checks and checked.checks[0].startswith("dropped \u201c")
 
 
 def test_guard_allows_the_shops_contact_and_the_customers_own_details(example_service) -> None:
