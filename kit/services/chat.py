@@ -87,6 +87,7 @@ class ChatService:
         reply = Reply(
             question=question, kind="answer", reason="", sources=refs(chunks), sent=messages[-1],
             model=self.engine.name, started=started, prompt_tokens=self.engine.count_tokens(messages),
+            given="\n".join(m["content"] for m in messages),
         )  # fmt: skip
         pieces = until_phantom_citation(_timed(self.engine.stream(messages, stop=PROMPT_MARKERS), reply), len(chunks))
         if self.domain.spec.model.claim_check:

@@ -49,6 +49,7 @@ class Reply:
     model_pieces: int = 0  # what the model wrote, before the guards (a count at max_tokens means it was cut off)
     withheld: str = ""  # why the output guard cut the answer off, if it did
     prompt_tokens: int = 0  # the whole prompt the model read (system prompt, history, documents, question)
+    given: str = field(default="", repr=False)  # that prompt's text: what the model may copy facts from
     claims: ClaimCheck | None = field(default=None, repr=False)  # what the claim check kept, dropped and why
 
     @property

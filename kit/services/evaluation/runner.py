@@ -185,8 +185,8 @@ def _one(service: Any, case: Case) -> Outcome:
     shown = reply.finish()
     # a withheld answer is scored on what reached the customer before the notice, not on the notice's source list
     answer = shown.split(WITHHELD)[0].rstrip() if reply.withheld else shown
-    given = "\n".join(s.text for s in reply.sources)
-    context = "\n".join([service.system, service.guardrails.handoff_message, given])
+    # what the model was given: the whole prompt (earlier turns' documents too), and the public contact
+    context = "\n".join([reply.given, service.guardrails.handoff_message])
     turn = Turn(
         answer=answer, kind=reply.kind, rule=reply.reason if reply.kind == "rule" else None, given=reply.sources,
         cited=[reply.sources[n - 1] for n in reply.cited], context=context, withheld=bool(reply.withheld),
