@@ -94,6 +94,9 @@ def test_new_copies_a_template_ready_to_validate(run_kit, tmp_path: Path, name: 
     assert result.code == 0, result.err
     assert load_domain(dest).name == "my-shop"
     assert not (dest / "build").exists()
+    # the template's eval results measured the template: a new shop starts without them, with its eval sets
+    assert (ROOT / "domains" / name / "eval" / "results").is_dir() and not (dest / "eval" / "results").exists()
+    assert (dest / "eval" / "heldout.jsonl").is_file()
     assert run_kit("validate", str(dest)).code == 0
     again = run_kit("new", name, str(dest))
     assert again.code == 1 and "already exists" in again.err
