@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from kit.services.facts import Source, facts
+from kit.services.facts import unsupported
+from kit.services.prompt import CITE
 
 logger = logging.getLogger(__name__)
 
 SENTENCE_END = re.compile(r"(?<=[.!?])(?:\s*\[\d{1,2}\])*\s+(?=\S)|\n\s*\n")
-CITE = re.compile(r"\[(\d{1,2})\]")
 URL = re.compile(r"\bhttps?://[^\s)\]>]+|\bwww\.[^\s)\]>]+", re.IGNORECASE)
 ROLE_MARK = re.compile(r"(?:^|\n)\s*\**(?:user|customer|assistant|question|answer|q|a)\**\s*:", re.IGNORECASE)
 CONTROL_TOKEN = re.compile(r"<\|?/?[a-z_]+\d*\|?>|<unused\d+>", re.IGNORECASE)
@@ -108,8 +108,7 @@ def invented(text: str, context: str) -> list[str]:
     """Numbers, prices, dates, ids, phones, e-mails and URLs in ``text`` that ``context`` does not hold."""
     urls = [u.rstrip(".,;:") for u in URL.findall(text)]
     missing = [u for u in urls if u.casefold() not in context.casefold()]
-    known = Source(context)
-    return missing + list(dict.fromkeys(f.text for f in facts(URL.sub(" ", text)) if not known.supports(f)))
+    return missing + unsupported(URL.sub(" ", text), context)
 
 
 def polarity(text: str) -> str | None:
