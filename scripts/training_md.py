@@ -15,7 +15,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from kit.services.evaluation.report import quality_table
+from kit.services.evaluation.report import md_lines, quality_table
 from kit.services.evaluation.results import block, domain_entries
 
 IGNORE = -100
@@ -92,7 +92,7 @@ def answers_table(answers: list[dict[str, Any]], base: str, tuned: str, n: int) 
 
 def metrics_table(metrics: dict[str, dict[str, Any]]) -> list[str]:
     """The eval report's own quality table (kit/services/evaluation/report.py), one row per model and split."""
-    return quality_table(list(metrics.values()))
+    return md_lines(quality_table(list(metrics.values())))
 
 
 def main() -> None:

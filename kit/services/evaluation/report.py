@@ -6,6 +6,7 @@ import base64
 import html
 import io
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,31 +40,53 @@ def cell(value: Any, kind: str) -> str:
     return str(value) if kind == "int" else f"{value:g}"
 
 
-def quality_table(rows: list[dict[str, Any]]) -> list[str]:
-    """Markdown table: one line per model and split, with the item count."""
-    lines = [
-        "| model | split | items | " + " | ".join(c[1] for c in COLUMNS) + " |",
-        "|---" * (len(COLUMNS) + 3) + "|",
+Table = tuple[list[str], list[list[str]]]  # a header and rows of cells, written as Markdown or HTML
+
+
+def split_table(
+    first: str, columns: Sequence[tuple[str, str, str]], entries: Iterable[tuple[str, Mapping[str, Any]]]
+) -> Table:
+    """One row per (label, split) that has metrics: the label, the split, its item count, then ``columns``."""
+    header = [first, "split", "items", *(c[1] for c in columns)]
+    body = [
+        [label, SPLIT_NAMES[split], str(m["items"]), *(cell(m[k], t) for k, _, t in columns)]
+        for label, splits in entries
+        for split, m in splits.items()
+        if m
     ]
-    for r in rows:
-        for split, name in SPLIT_NAMES.items():
-            m = r.get(split)
-            if m:
-                cells = " | ".join(cell(m[k], t) for k, _, t in COLUMNS)
-                lines.append(f"| {r['model']} | {name} | {m['items']} | {cells} |")
-    return lines
+    return header, body
 
 
-def performance_table(rows: list[dict[str, Any]]) -> list[str]:
-    """Markdown table: speed, memory, size and cost per model."""
-    lines = ["| model | " + " | ".join(c[1] for c in PERFORMANCE) + " |", "|---" * (len(PERFORMANCE) + 1) + "|"]
-    lines += [f"| {r['model']} | " + " | ".join(cell(r[k], t) for k, _, t in PERFORMANCE) + " |" for r in rows]
-    return lines
+def quality_table(rows: list[dict[str, Any]]) -> Table:
+    """Quality per model and split."""
+    return split_table("model", COLUMNS, [(r["model"], {s: r.get(s) for s in SPLIT_NAMES}) for r in rows])
+
+
+def performance_table(rows: list[dict[str, Any]]) -> Table:
+    """Speed, memory, size and cost per model."""
+    header = ["model", *(c[1] for c in PERFORMANCE)]
+    return header, [[r["model"], *(cell(r[k], t) for k, _, t in PERFORMANCE)] for r in rows]
+
+
+def md_lines(table: Table) -> list[str]:
+    """A table as Markdown lines."""
+    header, body = table
+    return ["| " + " | ".join(header) + " |", "|---" * len(header) + "|", *("| " + " | ".join(r) + " |" for r in body)]
+
+
+def html_table(table: Table, table_id: str) -> str:
+    """A table as HTML."""
+    e = html.escape
+    header, body = table
+    th = "".join(f"<th>{e(c)}</th>" for c in header)
+    trs = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in body)
+    return f'<table id="{table_id}"><tr>{th}</tr>{trs}</table>'
 
 
 def markdown(domain: str, rows: list[dict[str, Any]], verdict: str, failures: list[str]) -> str:
     """The Markdown summary: the tables, the verdict and the gate."""
-    lines = [f"# Eval report: {domain}", "", verdict, "", *quality_table(rows), "", *performance_table(rows)]
+    lines = [f"# Eval report: {domain}", "", verdict, "", *md_lines(quality_table(rows)), ""]
+    lines += md_lines(performance_table(rows))
     lines += ["", "Gate: " + ("passed." if not failures else "failed — " + "; ".join(failures))]
     return "\n".join(lines) + "\n"
 
@@ -105,13 +128,6 @@ def html_report(domain: str, rows: list[dict[str, Any]], verdict: str, failures:
     """One self-contained HTML page (the plot is inlined)."""
     e = html.escape
 
-    def table(lines: list[str], table_id: str) -> str:
-        head, _, *body = lines
-        cells = [[c.strip() for c in line.strip("|").split(" | ")] for line in [head, *body]]
-        th = "".join(f"<th>{e(c)}</th>" for c in cells[0])
-        trs = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in cells[1:])
-        return f'<table id="{table_id}"><tr>{th}</tr>{trs}</table>'
-
     inline = base64.b64encode(png).decode()
     gate = (
         "<p class=ok>Gate passed.</p>"
@@ -124,7 +140,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{t
 .ok{{color:#166534}}.bad{{color:#b91c1c}}details{{margin:.4em 0}}
 pre{{white-space:pre-wrap;background:#f8fafc;padding:.5em}}
 </style></head><body><h1>Eval report: {e(domain)}</h1><p id="verdict">{e(verdict)}</p>
-{table(quality_table(rows), "metrics")}<h2>Speed and cost</h2>{table(performance_table(rows), "performance")}
+{html_table(quality_table(rows), "metrics")}<h2>Speed and cost</h2>{html_table(performance_table(rows), "performance")}
 <h2>Quality against cost, latency and size</h2><img id="plot" alt="quality plot" src="data:image/png;base64,{inline}">
 <h2>Gate</h2>{gate}<h2>Failed questions</h2>{_failures(rows)}</body></html>"""
 

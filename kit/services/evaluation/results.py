@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kit.files import replace_text
-from kit.services.evaluation.report import COLUMNS, SPLIT_NAMES, cell
+from kit.services.evaluation.report import COLUMNS, SPLIT_NAMES, md_lines, split_table
 from kit.services.evaluation.runner import SPLITS
 from kit.services.evaluation.summary import by_split
 
@@ -52,13 +52,7 @@ def load(path: Path) -> list[dict[str, Any]]:
 
 def table(entries: Sequence[tuple[str, list[dict[str, Any]]]]) -> list[str]:
     """Markdown lines: one per (label, split) with the committed columns."""
-    lines = ["| assistant | split | items | " + " | ".join(c[1] for c in TABLE) + " |", "|---" * (len(TABLE) + 3) + "|"]
-    for label, rows in entries:
-        for split, m in by_split(rows).items():
-            if m:
-                cells = " | ".join(cell(m[k], t) for k, _, t in TABLE)
-                lines.append(f"| {label} | {SPLIT_NAMES[split]} | {m['items']} | {cells} |")
-    return lines
+    return md_lines(split_table("assistant", TABLE, [(label, by_split(rows)) for label, rows in entries]))
 
 
 def summary_md(domain: str, rows: list[dict[str, Any]]) -> str:
