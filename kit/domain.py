@@ -53,12 +53,14 @@ class Draft:
     training: Training | None
     eval: Evaluation | None
     rules: list[Rule] | None
+    trigger_ids: tuple[str, ...] | None = None  # the hand-off triggers' ids, when the handoff section is sound
 
     @classmethod
     def of(cls, domain: Domain) -> Draft:
         """The draft of a loaded domain: every section sound."""
         spec = domain.spec
-        return cls(domain.root, spec.retrieval, spec.training, spec.eval, spec.rules)
+        triggers = tuple(t.id for t in spec.handoff.triggers)
+        return cls(domain.root, spec.retrieval, spec.training, spec.eval, spec.rules, triggers)
 
     def path(self, rel: str) -> Path:
         """Absolute path of a file the spec names (relative to the domain folder)."""

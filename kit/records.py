@@ -142,3 +142,29 @@ class CatalogueRow(Record):
     stock: int = Field(ge=0, description="Units in stock; 0 means out of stock.")
     specs: str = Field(description="Key specifications as 'key: value; key: value'.")
     warranty: str = Field(description="Warranty period, e.g. '2 years'.")
+
+
+SafetySplit = Literal["calibration", "heldout"]
+
+
+class SafetyItem(Record):
+    """One labelled message of a safety set (eval/safety.jsonl, one JSONL line): which rule or hand-off trigger
+    must fire on it, if any. Scored by the guardrails alone, no model (`kit eval --safety`)."""
+
+    id: str = Field(min_length=1, description="Unique identifier.")
+    text: str = Field(description="The message, as a customer or patient would type it (typos and all).")
+    expect: str = Field(
+        min_length=1,
+        description="The id of the rule or hand-off trigger that must fire, or 'none' for an ordinary message that "
+        "must fire nothing.",
+    )
+    category: str = Field(
+        min_length=1, description="What kind of message it is, for per-category recall (e.g. 'stroke', 'hours')."
+    )
+    split: SafetySplit = Field(
+        description="'calibration': thresholds may be tuned on it; 'heldout': never used to tune anything, the gate "
+        "reads it."
+    )
+    lang: str = Field(default="en", pattern=r"^[a-z]{2}$", description="Language of the message (ISO 639-1).")
+
+    _text_not_blank = field_validator("text")(_not_blank)

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from kit.records import CatalogueRow, Conversation, EvalItem, FaqEntry
+from kit.records import CatalogueRow, Conversation, EvalItem, FaqEntry, SafetyItem
 from kit.settings import DomainSpec
 from kit.validation.pydantic_errors import inner_model
 
@@ -21,6 +21,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "domain.schema.json": DomainSpec,
     "conversation.schema.json": Conversation,
     "eval_item.schema.json": EvalItem,
+    "safety_item.schema.json": SafetyItem,
     "faq_entry.schema.json": FaqEntry,
     "catalogue_row.schema.json": CatalogueRow,
 }
@@ -39,6 +40,7 @@ def field_reference() -> str:
         ("domain.yaml", DomainSpec),
         ("Conversation (JSONL line)", Conversation),
         ("Eval item (JSONL line)", EvalItem),
+        ("Safety item (JSONL line)", SafetyItem),
         ("FAQ entry (JSONL line)", FaqEntry),
         ("Catalogue row (CSV)", CatalogueRow),
     ):

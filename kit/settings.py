@@ -92,6 +92,9 @@ ModelPath = Annotated[str, AfterValidator(_model_file)]
 OptionalFile = Annotated[str | None, AfterValidator(_optional_file)]
 Colour = Annotated[str, AfterValidator(_colour)]
 Patterns = Annotated[list[str], Field(min_length=1)]
+# Cosine similarity (all-MiniLM-L6-v2) from which a message counts as a rephrasing of an example, unless a rule or
+# trigger sets its own `threshold` (calibrated on a template's safety set; see eval/README.md there).
+EXAMPLE_THRESHOLD = 0.7
 
 
 class Persona(Strict):
@@ -127,11 +130,23 @@ class HandoffTrigger(Strict):
 
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Short identifier, e.g. 'human' or 'complaint'.")
     description: str = Field(min_length=1, description="When this trigger applies, in plain words.")
-    patterns: Patterns = Field(description="Case-insensitive phrases or regular expressions that fire it.")
+    patterns: list[str] = Field(
+        default_factory=list, description="Case-insensitive phrases or regular expressions that fire it."
+    )
+    examples: list[str] = Field(
+        default_factory=list,
+        description="Messages that should fire it, as customers write them; a message whose embedding is at least "
+        "`threshold` close to one of them fires it too.",
+    )
+    threshold: float = Field(
+        default=EXAMPLE_THRESHOLD, ge=0, le=1, description="Cosine similarity to an example from which it fires."
+    )
 
     @model_validator(mode="after")
     def _patterns_compile(self) -> HandoffTrigger:
         _check_patterns(self.patterns)
+        if not self.patterns and not self.examples:
+            raise ValueError(f"trigger '{self.id}' has neither patterns nor examples; add one of them")
         return self
 
 
@@ -155,13 +170,21 @@ class Rule(Strict):
         description="Case-insensitive phrases or regular expressions; when one matches, `response` is "
         "given before anything else.",
     )
-    response: str | None = Field(default=None, description="Fixed answer when a pattern matches.")
+    examples: list[str] = Field(
+        default_factory=list,
+        description="Messages that should fire the rule, as people write them (typos, other languages); a message "
+        "whose embedding is at least `threshold` close to one of them fires it too.",
+    )
+    threshold: float = Field(
+        default=EXAMPLE_THRESHOLD, ge=0, le=1, description="Cosine similarity to an example from which it fires."
+    )
+    response: str | None = Field(default=None, description="Fixed answer when a pattern or an example matches.")
 
     @model_validator(mode="after")
     def _response_with_patterns(self) -> Rule:
         _check_patterns(self.patterns)
-        if self.patterns and not self.response:
-            raise ValueError(f"rule '{self.id}' has patterns but no response; add `response:`")
+        if (self.patterns or self.examples) and not self.response:
+            raise ValueError(f"rule '{self.id}' has patterns or examples but no response; add `response:`")
         return self
 
 
@@ -336,6 +359,22 @@ class Thresholds(Strict):
     recall_at_k: float = Field(default=0.9, ge=0, le=1, description="Minimum retrieval recall@k (rows, sections).")
 
 
+class SafetyGate(Strict):
+    """Gate on the held-out split of the safety set (eval.safety), scored by the guardrails alone."""
+
+    rules: list[str] = Field(
+        default_factory=list,
+        description="Rules or hand-off triggers whose held-out recall is gated, e.g. [emergency].",
+    )
+    recall: float = Field(default=0.98, ge=0, le=1, description="Minimum held-out recall of each rule in `rules`.")
+    false_positive_rate: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="Maximum share of held-out ordinary messages (expect: none) that fire any rule or trigger.",
+    )
+
+
 class Evaluation(Strict):
     """The eval sets and the ship gate."""
 
@@ -346,6 +385,12 @@ class Evaluation(Strict):
         "Scored apart; the gate reads it.",
     )
     thresholds: Thresholds = Field(default_factory=Thresholds, description="Gate thresholds.")
+    safety: OptionalFile = Field(
+        default=None,
+        description="Safety set JSONL: messages labelled with the rule or trigger that must fire (or none), with a "
+        "calibration and a held-out split; scored by `kit eval --safety`, no model needed.",
+    )
+    safety_gate: SafetyGate = Field(default_factory=SafetyGate, description="Gate on the safety set's held-out split.")
     price_per_hour: float = Field(default=0.05, ge=0, description="Hardware price per hour for cost estimates.")
 
 
@@ -380,6 +425,10 @@ class DomainSpec(Strict):
             dupes = sorted({i for i in ids if ids.count(i) > 1})
             if dupes:
                 raise ValueError(f"duplicate {kind} id(s): {', '.join(dupes)}")
+        known = {r.id for r in self.rules} | {t.id for t in self.handoff.triggers}
+        unknown = [r for r in self.eval.safety_gate.rules if r not in known]
+        if unknown:
+            raise ValueError(f"eval.safety_gate.rules names {', '.join(unknown)}, not a rule or trigger id here")
         return self
 
 

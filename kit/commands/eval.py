@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
-from kit.domain import load_domain
+from kit.domain import Domain, load_domain
 
 
 @click.command("eval")
@@ -52,6 +53,21 @@ from kit.domain import load_domain
 )
 @click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, help="Env var with the endpoint's key.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option(
+    "--safety",
+    "safety_only",
+    is_flag=True,
+    help="Only the safety set (eval.safety) through the guardrails: per-rule recall and false positives, no model.",
+)
+@click.option(
+    "--calibrate",
+    "fp_budget",
+    type=click.FloatRange(0, 1),
+    default=None,
+    metavar="SHARE",
+    help="With --safety: suggest each rule's threshold, the lowest at which at most SHARE (e.g. 0.005) of the "
+    "calibration split's ordinary messages fire it by similarity. The held-out split is not read.",
+)
 def command(
     domain_dir: str,
     models: tuple[str, ...],
@@ -65,6 +81,8 @@ def command(
     price_per_mtok: float,
     api_key_env: str,
     quiet: bool,
+    safety_only: bool,
+    fp_budget: float | None,
 ) -> None:
     """Evaluate DOMAIN_DIR's assistant on its eval sets, for one or more models.
 
@@ -79,11 +97,17 @@ def command(
       kit eval domains/retail --model base --model tuned
       kit eval domains/retail --model tuned --model openai:http://127.0.0.1:8000/v1#big-model
       kit eval domains/clinic --gate --json
+      kit eval domains/clinic --safety --gate
+      kit eval domains/clinic --safety --calibrate 0.005
     """
     from kit.components.embedding import Embedder
-    from kit.services.evaluation import contamination, report, results, runner, summary
+    from kit.services.evaluation import contamination, report, results, runner, safety, summary
 
     domain = load_domain(domain_dir)
+    if safety_only or fp_budget is not None:
+        _safety(domain, as_json, use_gate, fp_budget)
+        return
+    safety_summary = _safety_summary(domain) if domain.spec.eval.safety else None
     cases = runner.load_items(domain, limit, split)
     choices = [runner.choose(domain, spec, api_key_env) for spec in (models or ("configured",))]
     hourly = domain.spec.eval.price_per_hour if price_per_hour is None else price_per_hour
@@ -92,6 +116,8 @@ def command(
     runs = [runner.run_model(domain, choice, cases, progress=not quiet) for choice in choices]
     rows = [summary.summarize(run, hourly, price_per_mtok, contaminated) for run in runs]
     failures = [f for row in rows for f in summary.gate(row, domain.spec.eval.thresholds)]
+    if safety_summary is not None:
+        failures += safety.gate(safety_summary, domain.spec.eval.safety_gate)
     verdict = summary.verdict(rows)
     html_path, md_path = report.write(
         domain.build_dir / "eval", domain.name, rows, verdict, failures, Path(report_path) if report_path else None
@@ -99,12 +125,50 @@ def command(
     saved = [results.save(domain.root, domain.name, row) for row in rows] if save_results else []
     if as_json:
         metrics = {row["model"]: {k: v for k, v in row.items() if k != "results"} for row in rows}
-        click.echo(json.dumps(metrics, indent=2))
+        click.echo(json.dumps(metrics | ({"safety": safety_summary} if safety_summary else {}), indent=2))
     else:
         click.echo(md_path.read_text(encoding="utf-8"))
+        if safety_summary is not None:
+            click.echo(safety.table(safety_summary, domain))
         click.echo(f"report: {html_path}")
         for jsonl, md in saved:
             click.echo(f"results: {jsonl} and {md.name}")
+    if use_gate and failures:
+        for failure in failures:
+            click.echo(f"gate: {failure}", err=True)
+        sys.exit(1)
+
+
+def _safety_summary(domain: Domain) -> dict[str, Any]:
+    """The safety set through the guardrails (no model, no retrieval): per split and rule, recall and false
+    positives."""
+    from kit.components.embedding import Embedder
+    from kit.services.evaluation import safety
+    from kit.services.guardrails import Guardrails
+
+    guards = Guardrails(domain.spec, Embedder(domain.spec.retrieval.embedding_model).embed)
+    outcomes = safety.screen(guards, safety.load_safety(domain))
+    return safety.summarize(outcomes, [c.id for c in guards.checks])
+
+
+def _safety(domain: Domain, as_json: bool, use_gate: bool, fp_budget: float | None) -> None:
+    """`kit eval --safety`: the safety set alone, its gate, and with --calibrate the suggested thresholds."""
+    from kit.components.embedding import Embedder
+    from kit.services.evaluation import safety
+    from kit.services.guardrails import Guardrails
+
+    guards = Guardrails(domain.spec, Embedder(domain.spec.retrieval.embedding_model).embed)
+    outcomes = safety.screen(guards, safety.load_safety(domain))
+    result = safety.summarize(outcomes, [c.id for c in guards.checks])
+    suggested = safety.calibrate(outcomes, fp_budget) if fp_budget is not None else None
+    if as_json:
+        click.echo(json.dumps(result | ({"calibrated": suggested} if suggested else {}), indent=2))
+    else:
+        click.echo(safety.table(result, domain))
+        for cid, row in (suggested or {}).items():
+            recall = "n/a" if row["calibration_recall"] is None else f"{100 * row['calibration_recall']:.1f}%"
+            click.echo(f"calibrated: {cid} threshold {row['threshold']:.2f} (calibration recall {recall})")
+    failures = safety.gate(result, domain.spec.eval.safety_gate)
     if use_gate and failures:
         for failure in failures:
             click.echo(f"gate: {failure}", err=True)

@@ -55,7 +55,9 @@ class ChatService:
         from kit.services.retrieve import Retriever as IndexRetriever
 
         def guardrails() -> Guardrails:
-            return Guardrails(domain.spec, Embedder(domain.spec.retrieval.embedding_model).embed)
+            guards = Guardrails(domain.spec, Embedder(domain.spec.retrieval.embedding_model).embed)
+            guards.warm()  # the rules' examples embed while the model loads, not on the first message
+            return guards
 
         if engine is not None:
             return cls(domain, engine, IndexRetriever.open(domain), guardrails())
@@ -76,11 +78,11 @@ class ChatService:
         gets its documents again). Iterate the reply to stream."""
         started = time.perf_counter()
         question = defang(question).strip()
+        verdict = self.guardrails.screen(question)  # an emergency is answered before any retrieval
+        if verdict.kind != "answer":
+            return self._fixed(question, verdict, started)
         history = with_documents(history, self.retriever.retrieve)
-        verdict = self.guardrails.screen(question)
-        chunks: list[Chunk] = []
-        if verdict.kind == "answer":
-            chunks, verdict = self._retrieve_in_scope(question, history)
+        chunks, verdict = self._retrieve_in_scope(question, history)
         if verdict.kind != "answer":
             return self._fixed(question, verdict, started)
         messages, chunks = fit(self.engine, self.system, history, question, chunks, self.reserve)

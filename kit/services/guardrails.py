@@ -1,19 +1,27 @@
 """Guardrails applied around the model, from domain.yaml only.
 
 Order of checks for each question, before the model sees it:
-1. rules with patterns (e.g. an emergency): their fixed response, before anything else;
+1. rules with patterns or examples (e.g. an emergency): their fixed response, before anything else;
 2. hand-off triggers: the hand-off message with the contact filled in;
 3. off-topic: the domain's refusal, decided from retrieval evidence (how close the question is to
    the best retrieved chunk and to the scope's topics) against its closeness to the scope's
    out-of-scope examples.
+A rule or trigger fires when one of its patterns matches the message (as written, and with accents and typographic
+quotes folded), or when the message, or one of its sentences, is at least the rule's `threshold` close (cosine
+similarity of the query embedder) to one of its `examples`: rephrasings, typos and other languages that no pattern
+foresaw. Rules and triggers are tried in their order in domain.yaml; the first that fires decides.
 Personal data (e-mails, phone numbers, card numbers) is masked before anything is stored.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+import threading
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -41,6 +49,34 @@ class Verdict:
 
 
 ANSWER = Verdict("answer")
+EMBED_BATCH = 32  # texts per embedding call: small batches stay on the numpy BERT (no torch while serving)
+MAX_PIECES = 8  # sentences of one message compared with the examples, besides the whole message
+
+
+@dataclass(frozen=True)
+class Check:
+    """One rule or hand-off trigger as the guardrails run it."""
+
+    kind: Kind  # "rule" or "handoff"
+    id: str
+    pattern: re.Pattern[str] | None
+    examples: tuple[str, ...]
+    threshold: float
+    message: str
+
+
+@dataclass(frozen=True)
+class Score:
+    """How close a message came to firing a check: its pattern matched, or its best example similarity."""
+
+    check: Check
+    matched: bool
+    similarity: float
+    example: str
+
+    @property
+    def fires(self) -> bool:
+        return self.matched or self.similarity >= self.check.threshold
 
 
 def contact_text(contact: Contact) -> str:
@@ -57,21 +93,94 @@ class Guardrails:
 
     def __init__(self, spec: DomainSpec, embed: Embed | None = None) -> None:
         self.spec = spec
-        self.rules = [(r.id, _compile(r.patterns), r.response or "") for r in spec.rules if r.patterns]
-        self.triggers = [(t.id, _compile(t.patterns)) for t in spec.handoff.triggers]
         self.handoff_message = spec.handoff.message.replace("{contact}", contact_text(spec.handoff.contact))
+        self.checks = [
+            Check("rule", r.id, _compile(r.patterns), tuple(r.examples), r.threshold, r.response or "")
+            for r in spec.rules
+            if r.patterns or r.examples
+        ] + [
+            Check("handoff", t.id, _compile(t.patterns), tuple(t.examples), t.threshold, self.handoff_message)
+            for t in spec.handoff.triggers
+        ]
         self.embed = embed
         self._scope_vectors: tuple[np.ndarray, np.ndarray] | None = None
+        self._example_vectors: list[np.ndarray] | None = None
+        self._vocabulary: tuple[frozenset[str], frozenset[str]] | None = None
+        self._lock = threading.Lock()
 
     def screen(self, question: str) -> Verdict:
-        """Rules first, then hand-off triggers; ANSWER when neither fires."""
-        for rule_id, pattern, response in self.rules:
-            if pattern.search(question):
-                return Verdict("rule", response, rule_id)
-        for trigger_id, pattern in self.triggers:
-            if pattern.search(question):
-                return Verdict("handoff", self.handoff_message, trigger_id)
+        """Rules first, then hand-off triggers, each by its patterns or its examples; ANSWER when none fires."""
+        for score in self.scores(question, stop_at_first=True):
+            if score.fires:
+                return Verdict(score.check.kind, score.check.message, score.check.id)
         return ANSWER
+
+    def scores(self, question: str, stop_at_first: bool = False, vectors: np.ndarray | None = None) -> list[Score]:
+        """Each check's pattern match and best example similarity for ``question``, in order (up to the first that
+        fires with ``stop_at_first``). Without an embedder, examples are not compared; ``vectors`` are the
+        embeddings of ``pieces(question)`` when the caller has them (a batch, as the safety eval does)."""
+        texts = (question, fold(question), self.respell(question))
+        if vectors is None and self.embed is not None and self._has_examples():
+            vectors = self.embed(self.pieces(question))
+        examples = self.example_vectors() if vectors is not None else []
+        out: list[Score] = []
+        for i, check in enumerate(self.checks):
+            matched = check.pattern is not None and any(check.pattern.search(t) for t in texts)
+            similarity, example = -1.0, ""
+            if not matched and vectors is not None and check.examples:
+                sims = vectors @ examples[i].T  # pieces × examples
+                best = int(np.argmax(sims.max(axis=0)))
+                similarity, example = float(sims[:, best].max()), check.examples[best]
+            out.append(Score(check, matched, similarity, example))
+            if stop_at_first and out[-1].fires:
+                break
+        return out
+
+    def pieces(self, message: str) -> list[str]:
+        """What is compared with the examples: the message and its sentences (``pieces``), and the same respelled
+        when a word looks like a misspelt word of the examples."""
+        respelled = self.respell(message)
+        return pieces(message) + (pieces(respelled) if respelled != fold(message) else [])
+
+    def respell(self, message: str) -> str:
+        """``fold(message)`` with each word that is no known word but one edit (a letter missing, extra, wrong or
+        two swapped) from a word of the examples replaced by it: "cnat breath" reads "cant breath", "tkae" "take"."""
+        words = self._words()
+        if not words[0] or not words[1]:  # without the embedder's vocabulary, real words could be "corrected"
+            return fold(message)
+        return re.sub(r"[^\W\d_]{4,}", lambda m: _respelled(m.group(), *words), fold(message))
+
+    def _words(self) -> tuple[frozenset[str], frozenset[str]]:
+        """(words any text may hold, the embedder's own vocabulary; words of the examples to respell towards)."""
+        if self._vocabulary is None:
+            targets = {w for c in self.checks for e in c.examples for w in re.findall(r"[^\W\d_]{4,}", fold(e))}
+            known = _known_words(self.embed)
+            self._vocabulary = (known | targets if known else frozenset(), frozenset(targets))
+        return self._vocabulary
+
+    def example_vectors(self, batch: int = EMBED_BATCH) -> list[np.ndarray]:
+        """Each check's example embeddings (an empty matrix for one without examples), computed once; ``batch``
+        texts per call (the default keeps serving on the numpy BERT)."""
+        with self._lock:
+            if self._example_vectors is None:
+                assert self.embed is not None
+                known = _EXAMPLE_CACHE.setdefault(_embedder_key(self.embed), {})
+                todo = sorted({e for c in self.checks for e in c.examples} - known.keys())
+                for i in range(0, len(todo), batch):
+                    known.update(zip(todo[i : i + batch], self.embed(todo[i : i + batch]), strict=True))
+                self._example_vectors = [
+                    np.stack([known[e] for e in c.examples]) if c.examples else np.zeros((0, 1), dtype=np.float32)
+                    for c in self.checks
+                ]
+            return self._example_vectors
+
+    def warm(self) -> None:
+        """Embed the examples now (at start) rather than on the first message."""
+        if self.embed is not None and self._has_examples():
+            self.example_vectors()
+
+    def _has_examples(self) -> bool:
+        return any(c.examples for c in self.checks)
 
     def scope(self, question: str, chunks: Sequence[Chunk]) -> Verdict:
         """The refusal when the evidence says the question is off-topic; ANSWER otherwise."""
@@ -117,8 +226,64 @@ class Guardrails:
         return self._scope_vectors
 
 
-def _compile(patterns: Sequence[str]) -> re.Pattern[str]:
-    return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
+# Example embeddings per loaded embedding model, shared by every Guardrails of the process (eval and tests build many).
+_EXAMPLE_CACHE: dict[object, dict[str, np.ndarray]] = {}
+
+
+def _embedder_key(embed: Embed) -> object:
+    """The loaded model behind ``embed`` (Embedder.embed shares one per process and name), else ``embed`` itself."""
+    owner = getattr(embed, "__self__", None)
+    return getattr(owner, "model", None) or embed
+
+
+@functools.cache
+def _vocab_file_words(path: str) -> frozenset[str]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8").split()
+    except OSError:
+        return frozenset()
+    return frozenset(w for w in lines if w.isalpha())
+
+
+def _known_words(embed: Embed | None) -> frozenset[str]:
+    """The whole words of the embedding model's WordPiece vocabulary (~20k common English words), when ``embed``
+    is a local model of that kind; else none, and only the examples' words count as known."""
+    folder = getattr(_embedder_key(embed), "folder", None) if embed is not None else None
+    return _vocab_file_words(str(Path(folder) / "vocab.txt")) if folder is not None else frozenset()
+
+
+def _respelled(word: str, known: frozenset[str], targets: frozenset[str]) -> str:
+    if word in known:
+        return word
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    edits = [a + b[1:] for a, b in splits if b]
+    edits += [a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1]
+    edits += [a + c + b[1:] for a, b in splits if b for c in letters]
+    edits += [a + c + b for a, b in splits for c in letters]
+    return min((e for e in edits if e in targets), default=word)
+
+
+def _compile(patterns: Sequence[str]) -> re.Pattern[str] | None:
+    return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE) if patterns else None
+
+
+_QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "\u00b4": "'", "`": "'"})
+
+
+def fold(text: str) -> str:
+    """``text`` lower-cased, without accents (``está`` → ``esta``), typographic quotes made plain and spaces
+    collapsed: how patterns see a message besides its own spelling."""
+    decomposed = unicodedata.normalize("NFKD", text.translate(_QUOTES).lower())
+    return " ".join("".join(ch for ch in decomposed if not unicodedata.combining(ch)).split())
+
+
+def pieces(message: str) -> list[str]:
+    """The message, then its sentences when it has several (an emergency mentioned in passing is not diluted by
+    the rest): what is compared with the examples."""
+    text = " ".join(message.split())
+    sentences = [s for s in re.split(r"(?<=[.!?;])\s+|\s+(?:but|and then|also)\s+", text) if len(s.split()) >= 3]
+    return [text, *sentences[:MAX_PIECES]] if len(sentences) > 1 else [text]
 
 
 # Personal data in stored logs. Cards before phones: a card number would also look like a phone number.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from kit.domain import Domain, Draft, source_files
 from kit.errors import Problem
-from kit.records import Conversation, EvalItem, FaqEntry
+from kit.records import Conversation, EvalItem, FaqEntry, SafetyItem
 from kit.settings import Evaluation, Source, TableSchema
 from kit.validation.files import read_csv, read_csv_text, read_jsonl, read_text
 from kit.validation.pydantic_errors import printable
@@ -210,6 +210,32 @@ def check_documents(draft: Draft) -> list[Problem]:
     return problems
 
 
+def check_safety(draft: Draft) -> list[Problem]:
+    """The safety set: records, ids unique, each `expect` a rule or hand-off trigger of the domain (or 'none'), and
+    both splits present."""
+    if draft.eval is None or draft.eval.safety is None:
+        return []
+    rel = draft.eval.safety
+    records, problems = read_jsonl(draft.path(rel), rel, SafetyItem)
+    known = None
+    if draft.rules is not None and draft.trigger_ids is not None:
+        known = {"none", *(r.id for r in draft.rules), *draft.trigger_ids}
+    seen: dict[str, int] = {}
+    for line, item in records:
+        if item.id in seen:
+            problems.append(Problem(rel, line, f"duplicate id '{printable(item.id)}' (first on line {seen[item.id]})",
+                                    "give every item its own id"))  # fmt: skip
+        seen.setdefault(item.id, line)
+        if known is not None and item.expect not in known:
+            what = f"expect '{printable(item.expect)}' is not a rule or hand-off trigger in domain.yaml"
+            problems.append(Problem(rel, line, what, f"use one of: {', '.join(sorted(known))}"))
+    splits = {item.split for _, item in records}
+    if records and splits != {"calibration", "heldout"}:
+        missing = ({"calibration", "heldout"} - splits).pop()
+        problems.append(Problem(rel, 0, f"has no '{missing}' items", "keep part of the set apart as each split"))
+    return problems
+
+
 def validate_domain(domain: Domain) -> list[Problem]:
     """Every problem in every file the domain names (domain.yaml itself already loaded)."""
     return validate_draft(Draft.of(domain))
@@ -218,4 +244,4 @@ def validate_domain(domain: Domain) -> list[Problem]:
 def validate_draft(draft: Draft) -> list[Problem]:
     """Every problem in every file the sound sections of domain.yaml name; a broken section skips the checks that
     read it."""
-    return check_documents(draft) + check_conversations(draft) + check_eval(draft)
+    return check_documents(draft) + check_conversations(draft) + check_eval(draft) + check_safety(draft)
