@@ -37,6 +37,27 @@ def test_sentences_keep_their_citations() -> None:
     ]  # fmt: skip
 
 
+def test_a_full_stop_closing_an_abbreviation_does_not_end_the_sentence() -> None:
+    assert sentences("Open 9:00 a.m. to 5:00 p.m. on weekdays. Bring e.g. a stove. We ship within the U.S. only.") == [
+        "Open 9:00 a.m. to 5:00 p.m. on weekdays.", "Bring e.g. a stove.", "We ship within the U.S. only.",
+    ]  # fmt: skip
+
+
+def test_an_uncited_sentence_gets_the_citation_of_the_document_holding_it() -> None:
+    answer = "The Ridgeline 3 Backpacking Tent costs $389.00. We ship only within the 50 US states. Happy camping!"
+    result = check(answer, "How much is the Ridgeline 3?", GIVEN)
+    assert result.text == (
+        "The Ridgeline 3 Backpacking Tent costs $389.00 [1]. We ship only within the 50 US states [2]. Happy camping!"
+    )
+    assert result.decisions[0].startswith("cited [1] for \u201cThe Ridgeline 3 Backpacking Tent costs $389.00.")
+    # a sentence that already cites keeps its own citation, right or wrong (the eval scores it)
+    assert check("We do not ship to Canada [1].", "Canada?", GIVEN).text == "We do not ship to Canada [1]."
+    # a figure the document lacks: that document is not the one holding the sentence
+    assert check("The warranty is 3 years and ships in the 50 US states.", "Warranty?", GIVEN).text.endswith(
+        "50 US states."
+    )
+
+
 def test_an_unsupported_sentence_is_dropped_and_run_on_text_cut() -> None:
     answer = "The Ridgeline 3 is $389.00 [1]. It comes with a 5 year warranty [1]. finalText1 nextPage. More text."
     result = check(answer, "How much is the Ridgeline 3?", GIVEN)
