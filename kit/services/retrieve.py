@@ -87,6 +87,9 @@ def _matches(chunk: Chunk, filters: dict[str, str] | None) -> bool:
 
 @cache
 def _cross_encoder(name: str) -> Any:
+    from kit.extras import SENTENCE_TRANSFORMERS
+
+    SENTENCE_TRANSFORMERS.require(f"the re-ranker {name} (retrieval.reranker)")
     from sentence_transformers import CrossEncoder
 
     return CrossEncoder(name, device="cpu")

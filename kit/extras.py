@@ -1,0 +1,42 @@
+"""The install extras and the one line a command prints when it needs one that is not installed.
+
+The base install (`pip install kit`) serves, indexes, searches and evaluates: llama.cpp, chromadb, Gradio and
+a numpy BERT for the embeddings, no torch. Training and the other embedding or re-ranking models need torch,
+so they are extras (pyproject.toml's ``[project.optional-dependencies]``)::
+
+    error: kit finetune needs the training extra — pip install 'kit[train]'
+
+Packages are looked up with ``importlib.util.find_spec``, never imported: the check costs nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+
+from kit.errors import MissingDependency
+
+
+@dataclass(frozen=True)
+class Extra:
+    """One optional extra: its name in ``pip install 'kit[name]'`` and the modules that show it is there."""
+
+    name: str
+    words: str  # how a sentence names it: "the training extra"
+    modules: tuple[str, ...]
+
+    def missing(self) -> list[str]:
+        """The extra's modules that cannot be found."""
+        return [m for m in self.modules if importlib.util.find_spec(m) is None]
+
+    def require(self, needed_by: str) -> None:
+        """Raise the one-line install hint when any of the extra's modules is missing."""
+        if self.missing():
+            raise MissingDependency(f"{needed_by} needs the {self.words} extra", f"pip install 'kit[{self.name}]'")
+
+
+TRAIN = Extra("train", "training", ("torch", "transformers", "peft", "accelerate"))
+SENTENCE_TRANSFORMERS = Extra(
+    "sentence-transformers", "sentence-transformers", ("torch", "transformers", "sentence_transformers")
+)
+EXTRAS = (TRAIN, SENTENCE_TRANSFORMERS)
