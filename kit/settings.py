@@ -95,6 +95,7 @@ Patterns = Annotated[list[str], Field(min_length=1)]
 # Cosine similarity (all-MiniLM-L6-v2) from which a message counts as a rephrasing of an example, unless a rule or
 # trigger sets its own `threshold` (calibrated on a template's safety set; see eval/README.md there).
 EXAMPLE_THRESHOLD = 0.7
+WITHHELD_MESSAGE = "Sorry, I can't share that. Please ask me another question."
 
 
 class Persona(Strict):
@@ -114,6 +115,12 @@ class Scope(Strict):
         default_factory=list, description="Example requests or topics that must be refused."
     )
     refusal_message: str = Field(min_length=1, description="The answer given to an off-topic request.")
+    withheld_message: str = Field(
+        default=WITHHELD_MESSAGE,
+        min_length=1,
+        description="Said instead of an answer the output guard stops (it quoted the instructions or held "
+        "personal data the conversation does not).",
+    )
 
 
 class Contact(Strict):
@@ -140,6 +147,11 @@ class HandoffTrigger(Strict):
     )
     threshold: float = Field(
         default=EXAMPLE_THRESHOLD, ge=0, le=1, description="Cosine similarity to an example from which it fires."
+    )
+    message: str | None = Field(
+        default=None,
+        description="Message for this trigger instead of handoff.message (e.g. refills go to another team); "
+        "{contact} is replaced by the contact details.",
     )
 
     @model_validator(mode="after")

@@ -38,10 +38,14 @@ def test_every_handoff_item_gets_the_handoff_message_with_the_contact(name: str)
     domain = load_domain(ROOT / "domains" / name)
     guard = Guardrails(domain.spec)
     contact = domain.spec.handoff.contact
+    own = {t.id: " ".join(t.message.split()) for t in domain.spec.handoff.triggers if t.message}
     for item in eval_items(domain, "handoff"):
         verdict = guard.screen(item["question"])
         assert verdict.kind == "handoff", item["question"]
         assert "{contact}" not in verdict.message
+        if verdict.reason in own:  # a trigger with its own route (the clinic's refills go to the nurse team)
+            assert " ".join(verdict.message.split()) == own[verdict.reason]
+            continue
         assert contact.name in verdict.message
         assert all(v in verdict.message for v in (contact.email, contact.phone) if v)
 

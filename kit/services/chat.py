@@ -101,7 +101,8 @@ class ChatService:
 
     def output_guard(self, messages: Sequence[ChatMessage]) -> OutputGuard:
         """The guard for an answer to ``messages``; the domain's own contact details are public."""
-        return OutputGuard(self.system, messages, public=self.guardrails.handoff_message)
+        notice = self.domain.spec.scope.withheld_message
+        return OutputGuard(self.system, messages, public=self.guardrails.handoff_message, notice=notice)
 
     def _retrieve_in_scope(self, question: str, history: Sequence[ChatMessage]) -> tuple[list[Chunk], Verdict]:
         """Chunks for the question and the scope verdict. A short follow-up ("and is it in stock?") is read

@@ -99,7 +99,7 @@ class Guardrails:
             for r in spec.rules
             if r.patterns or r.examples
         ] + [
-            Check("handoff", t.id, _compile(t.patterns), tuple(t.examples), t.threshold, self.handoff_message)
+            Check("handoff", t.id, _compile(t.patterns), tuple(t.examples), t.threshold, self._handoff_text(t.message))
             for t in spec.handoff.triggers
         ]
         self.embed = embed
@@ -107,6 +107,11 @@ class Guardrails:
         self._example_vectors: list[np.ndarray] | None = None
         self._vocabulary: tuple[frozenset[str], frozenset[str]] | None = None
         self._lock = threading.Lock()
+
+    def _handoff_text(self, message: str | None) -> str:
+        if message is None:
+            return self.handoff_message
+        return message.replace("{contact}", contact_text(self.spec.handoff.contact))
 
     def screen(self, question: str) -> Verdict:
         """Rules first, then hand-off triggers, each by its patterns or its examples; ANSWER when none fires."""

@@ -2,7 +2,8 @@
 conversation does not hold, and citations of documents the model was not given.
 
 A reply that quotes a long span of the system prompt, or holds an e-mail address, phone or card number found
-nowhere in the prompt (another customer's, or one the model made up), is cut off and ends in a fixed notice. A
+nowhere in the prompt (another customer's, or one the model made up), is cut off and ends in the domain's notice
+(``scope.withheld_message``). A
 small base model's words are not to be trusted; this check is.
 """
 
@@ -15,10 +16,11 @@ from kit.components.chat_template import ChatMessage
 from kit.services.guardrails import find_pii, pii_spans
 from kit.services.prompt import CITE
 from kit.services.reply import Reply
+from kit.settings import WITHHELD_MESSAGE
 
 SPAN_WORDS = 8  # this many words in a row from the system prompt (and not from the documents or the user) leak it
 HOLD_BACK_WORDS = SPAN_WORDS + 2  # words held back while streaming, so a leak is caught before any of it is sent
-WITHHELD = "Sorry, I can't share that. Please ask me about our products and services."
+WITHHELD = WITHHELD_MESSAGE  # the notice when a domain sets none
 
 
 def _words(text: str) -> list[str]:
@@ -32,7 +34,8 @@ def _spans(words: Sequence[str], n: int) -> set[tuple[str, ...]]:
 class OutputGuard:
     """What an answer may not say: long spans of the system prompt, personal data the prompt does not hold."""
 
-    def __init__(self, system: str, messages: Sequence[ChatMessage], public: str = "") -> None:
+    def __init__(self, system: str, messages: Sequence[ChatMessage], public: str = "", notice: str = WITHHELD) -> None:
+        self.notice = notice
         given = " ".join(m["content"] for m in messages if m["role"] != "system") + "\n" + public
         # Spans the user or the documents also hold are theirs to repeat.
         self.secret = _spans(_words(system), SPAN_WORDS) - _spans(_words(given), SPAN_WORDS)
@@ -62,23 +65,25 @@ def guarded(pieces: Iterator[str], guard: OutputGuard, reply: Reply) -> Iterator
         held.append(piece)
         reason = guard.violation(text, final=False)
         if reason:
-            yield from _withhold(reason, pieces, held, text, reply)
+            yield from _withhold(reason, pieces, held, text, reply, guard.notice)
             return
         while len(held) > 1 and len("".join(held[1:]).split()) >= HOLD_BACK_WORDS:
             yield held.pop(0)
     reason = guard.violation(text)
     if reason:
-        yield from _withhold(reason, pieces, held, text, reply)
+        yield from _withhold(reason, pieces, held, text, reply, guard.notice)
         return
     yield from held
 
 
-def _withhold(reason: str, pieces: Iterator[str], held: list[str], text: str, reply: Reply) -> Iterator[str]:
+def _withhold(
+    reason: str, pieces: Iterator[str], held: list[str], text: str, reply: Reply, notice: str
+) -> Iterator[str]:
     """The notice instead of the held text, then the retrieved sources: the customer can still read them."""
     reply.withheld = reason
     if isinstance(pieces, Generator):
         pieces.close()  # frees the engine at once
-    yield ("\n\n" if len(text) > sum(map(len, held)) else "") + WITHHELD
+    yield ("\n\n" if len(text) > sum(map(len, held)) else "") + notice
     if reply.sources:
         yield "\nThese documents may answer your question:"
         for source in reply.sources:

@@ -176,7 +176,6 @@ def run_model(domain: Domain, choice: ModelChoice, cases: Sequence[Case], progre
 
 
 def _one(service: Any, case: Case) -> Outcome:
-    from kit.services.output_guard import WITHHELD
     from kit.services.reply import generation_s
 
     item = case.item
@@ -184,7 +183,7 @@ def _one(service: Any, case: Case) -> Outcome:
     reply = service.ask(item.question, history)
     shown = reply.finish()
     # a withheld answer is scored on what reached the customer before the notice, not on the notice's source list
-    answer = shown.split(WITHHELD)[0].rstrip() if reply.withheld else shown
+    answer = shown.split(service.domain.spec.scope.withheld_message)[0].rstrip() if reply.withheld else shown
     # what the model was given: the whole prompt (earlier turns' documents too), and the public contact
     context = "\n".join([reply.given, service.guardrails.handoff_message])
     turn = Turn(
