@@ -435,7 +435,9 @@ def build_server(
 
     limits = limits or Limits()
     db = os.environ.get(FEEDBACK_DB_ENV)
-    store = FeedbackStore(Path(db)) if db else FeedbackStore.for_domain(service.domain.build_dir)
+    privacy = service.domain.spec.privacy
+    store = FeedbackStore(Path(db), privacy) if db else FeedbackStore.for_domain(service.domain.build_dir, privacy)
+    store.purge_daily()  # the store purged expired turns when it opened; then once a day
     app = build_api(service, store, api_key, limits)
     ui = build_app(service, store, queue_size=limits.queue_size)
     ui.state_session_capacity = limits.ui_sessions  # Gradio keeps 10,000 sessions otherwise: memory grows with visits

@@ -416,6 +416,24 @@ class Branding(Strict):
     example_questions: list[str] = Field(default_factory=list, description="Clickable example questions.")
 
 
+class Privacy(Strict):
+    """What the assistant keeps of its conversations (the feedback store in the domain's build folder)."""
+
+    store_transcripts: Literal["full", "masked", "none"] = Field(
+        default="masked",
+        description="'masked': questions and answers stored with personal data replaced by placeholders (e-mails, "
+        "phone and card numbers, dates of birth, street addresses, names given; kit/services/pii.py); 'full': as "
+        "written; 'none': no transcript at all (no ratings either).",
+    )
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=3650,
+        description="Stored turns older than this many days are deleted when the assistant starts and every day "
+        "after, and the database file is compacted; none: kept until deleted by hand.",
+    )
+
+
 class DomainSpec(Strict):
     """A whole domain: everything that differs between one assistant and another."""
 
@@ -430,6 +448,7 @@ class DomainSpec(Strict):
     training: Training = Field(description="Fine-tuning data and settings.")
     eval: Evaluation = Field(description="Eval set and gate.")
     ui: Branding = Field(description="Chat UI branding.")
+    privacy: Privacy = Field(default_factory=Privacy, description="What is kept of conversations, and for how long.")
 
     @model_validator(mode="after")
     def _unique_ids(self) -> DomainSpec:

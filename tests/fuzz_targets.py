@@ -140,7 +140,7 @@ def chunking(text: str, size: int, overlap: int) -> None:
 
 def mask(text: str) -> None:
     """mask_pii never fails, and no e-mail address survives it."""
-    from kit.services.guardrails import _EMAIL, mask_pii
+    from kit.services.pii import _EMAIL, mask_pii
 
     COUNTS["mask_pii"] += 1
     masked = mask_pii(text)

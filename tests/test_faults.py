@@ -237,7 +237,7 @@ def test_api_body_with_infinity_is_a_4xx_json_error() -> None:
         assert "detail" in resp.json() or "error" in resp.json()
 
 
-MASK_LONG = "import sys; from kit.services.guardrails import mask_pii; mask_pii(sys.argv[1] * 40000)"
+MASK_LONG = "import sys; from kit.services.pii import mask_pii; mask_pii(sys.argv[1] * 40000)"
 UNITS = ["1.", "a@b-", "a", "1 ", "+1 (2"]
 
 

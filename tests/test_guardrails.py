@@ -10,7 +10,8 @@ import pytest
 from conftest import ROOT, TEMPLATES
 
 from kit.domain import load_domain
-from kit.services.guardrails import Guardrails, mask_pii
+from kit.services.guardrails import Guardrails
+from kit.services.pii import mask_pii
 
 REFUSAL_FLOOR = 0.85  # retail's development set: 88% ("Any stock tips for me?" reads as in-domain)
 FALSE_REFUSAL_CEILING = 0.05
@@ -96,6 +97,11 @@ def test_no_domain_is_named_in_the_runtime_code() -> None:
         ("call (541) 555-0187 or +1 555 014 7720", "call [phone] or [phone]"),
         ("my number is 5415550187", "my number is [phone]"),
         ("The tent is $329.00, ships 2027-05-12, 3 days, SKU NW-TNT-0042", None),
+        ("my DOB is 1985-03-14 and I was born on March 14, 1985", "my DOB is [dob] and I was born on [dob]"),
+        ("send it to 12 n main st, apt 4", "send it to [address]"),
+        ("Hi, my name is María López and I need a visit", "Hi, my name is [name] and I need a visit"),
+        ("me llamo Ana, fecha de nacimiento 14 de marzo de 1985", "me llamo [name], fecha de nacimiento [dob]"),
+        ("my name is on the account; we hiked 3 miles down the road", None),
     ],
 )
 def test_personal_data_is_masked_and_nothing_else(text: str, masked: str | None) -> None:

@@ -22,7 +22,7 @@ from kit.errors import KitError
 from kit.server import BusyGate, Limits, TokenBuckets, build_api
 from kit.services.chat import ChatService
 from kit.services.feedback import FeedbackStore
-from kit.services.guardrails import mask_pii
+from kit.services.pii import mask_pii
 
 USER = [{"role": "user", "content": "How long do I have to return an item?"}]
 

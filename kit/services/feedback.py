@@ -1,12 +1,17 @@
 """Conversations, answers, sources, latency and thumbs up/down, in SQLite in the domain's build folder.
 
-Personal data is masked before a row is written; nothing unmasked reaches the file.
+What is kept follows the domain's `privacy` section: transcripts masked (personal data replaced before a row is
+written, so nothing unmasked reaches the file), in full, or not at all; turns older than `retention_days` are deleted
+when the store opens and every day after, with SQLite's secure delete on and the file vacuumed, so their text is gone
+from the file itself, not only from the table.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,8 +19,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from kit.services.guardrails import mask_pii
+from kit.services.pii import mask_pii
 from kit.services.reply import Reply
+from kit.settings import Privacy
+
+logger = logging.getLogger(__name__)
+DAY_S = 86_400.0
 
 FILE = "feedback.sqlite3"
 SCHEMA = """
@@ -44,29 +53,75 @@ def new_conversation() -> str:
 class FeedbackStore:
     """One SQLite file; a connection per call, so threads (Gradio's workers) never share one."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, privacy: Privacy | None = None) -> None:
         self.path = path
+        self.privacy = privacy or Privacy()
+        self._stop = threading.Event()
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._db() as db:
             db.executescript(SCHEMA)
+        self.purge()
 
     @classmethod
-    def for_domain(cls, build_dir: Path) -> FeedbackStore:
-        return cls(build_dir / FILE)
+    def for_domain(cls, build_dir: Path, privacy: Privacy | None = None) -> FeedbackStore:
+        return cls(build_dir / FILE, privacy)
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
         db = sqlite3.connect(self.path, timeout=10)
         try:
+            db.execute("PRAGMA secure_delete = ON")  # a deleted row's bytes are overwritten, not left in free pages
             with db:
                 yield db
         finally:
             db.close()
 
+    def purge(self, now: float | None = None) -> int:
+        """Delete the turns older than the retention and compact the file; how many were deleted."""
+        if self.privacy.retention_days is None:
+            return 0
+        cutoff = (time.time() if now is None else now) - self.privacy.retention_days * DAY_S
+        with self._db() as db:
+            deleted = db.execute("DELETE FROM turns WHERE created < ?", (cutoff,)).rowcount
+        if deleted:
+            db = sqlite3.connect(self.path, timeout=10)
+            try:
+                db.execute("VACUUM")  # rebuilds the file: nothing of the deleted turns is left in it
+            finally:
+                db.close()
+            logger.info("deleted %d stored turns older than %d days from %s", deleted, self.privacy.retention_days,
+                        self.path)  # fmt: skip
+        return deleted
+
+    def purge_daily(self, interval_s: float = DAY_S) -> threading.Thread | None:
+        """Purge every ``interval_s`` seconds in a daemon thread, until ``close``; None without a retention."""
+        if self.privacy.retention_days is None:
+            return None
+
+        def loop() -> None:
+            while not self._stop.wait(interval_s):
+                try:
+                    self.purge()
+                except sqlite3.Error as exc:  # a busy or locked file: the next round tries again
+                    logger.warning("could not delete expired turns from %s: %s", self.path, exc)
+
+        thread = threading.Thread(target=loop, name="kit-retention", daemon=True)
+        thread.start()
+        return thread
+
+    def close(self) -> None:
+        """Stop the daily purge."""
+        self._stop.set()
+
     def record(self, conversation: str, reply: Reply) -> int:
-        """Store a finished turn (masked); its id, for a later rating."""
+        """Store a finished turn as domain.yaml's privacy says (masked by default); its id, for a later rating, or
+        0 when transcripts are not stored."""
+        mode = self.privacy.store_transcripts
+        if mode == "none":
+            return 0
+        clean = mask_pii if mode == "masked" else str
         sources = json.dumps([s.label() for s in reply.sources])
-        row = (conversation, time.time(), mask_pii(reply.question), mask_pii(reply.text), reply.kind, sources,
+        row = (conversation, time.time(), clean(reply.question), clean(reply.text), reply.kind, sources,
                reply.model, reply.ttft_s, reply.total_s)  # fmt: skip
         with self._db() as db:
             cur = db.execute(

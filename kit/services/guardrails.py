@@ -10,7 +10,7 @@ A rule or trigger fires when one of its patterns matches the message (as written
 quotes folded), or when the message, or one of its sentences, is at least the rule's `threshold` close (cosine
 similarity of the query embedder) to one of its `examples`: rephrasings, typos and other languages that no pattern
 foresaw. Rules and triggers are tried in their order in domain.yaml; the first that fires decides.
-Personal data (e-mails, phone numbers, card numbers) is masked before anything is stored.
+Personal data is masked before anything is stored (kit/services/pii.py).
 """
 
 from __future__ import annotations
@@ -289,47 +289,3 @@ def pieces(message: str) -> list[str]:
     text = " ".join(message.split())
     sentences = [s for s in re.split(r"(?<=[.!?;])\s+|\s+(?:but|and then|also)\s+", text) if len(s.split()) >= 3]
     return [text, *sentences[:MAX_PIECES]] if len(sentences) > 1 else [text]
-
-
-# Personal data in stored logs. Cards before phones: a card number would also look like a phone number.
-# The local part is bounded (64 characters, as in RFC 5321): unbounded, every start in a long run of word
-# characters scanned to its end looking for an "@", quadratic in the message (80 KB of "1." took ~25 s).
-_EMAIL = re.compile(r"[\w.+-]{1,64}@[\w-]+(?:\.[\w-]+)+")
-_CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
-_ISO_DATE = r"(?!\d{4}-\d{2}-\d{2}\b)"
-_PHONE = re.compile(_ISO_DATE + r"(?<![\w.])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?)?\d[\d .-]{5,}\d(?![\w])")
-
-
-def mask_pii(text: str) -> str:
-    """``text`` with e-mail addresses, card numbers and phone numbers replaced by placeholders."""
-    text = _EMAIL.sub("[email]", text)
-    text = _CARD.sub("[card]", text)
-    return _PHONE.sub(_phone_or_keep, text)
-
-
-def find_pii(text: str) -> set[str]:
-    """The e-mail addresses (lower-cased) and card and phone numbers (digits only) in ``text``."""
-    return {value for _, _, value in pii_spans(text)}
-
-
-def pii_spans(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, normalised value) of each e-mail address, card and phone number in ``text``, as masked."""
-    found: list[tuple[int, int, str]] = []
-    for pattern in (_EMAIL, _CARD, _PHONE):
-        for match in pattern.finditer(text):
-            if pattern is _PHONE and _phone_or_keep(match) != "[phone]":
-                continue
-            value = match.group().lower() if pattern is _EMAIL else re.sub(r"\D", "", match.group())
-            found.append((match.start(), match.end(), value))
-        # Blank what was found (same length, so positions hold) before the next pattern, as mask_pii does.
-        text = pattern.sub(lambda m: " " * len(m.group()), text) if pattern is not _PHONE else text
-    return sorted(found)
-
-
-def _phone_or_keep(match: re.Match[str]) -> str:
-    text = match.group()
-    digits = sum(ch.isdigit() for ch in text)
-    if re.fullmatch(r"[\d.]+", text):  # bare digits: a phone number only as a 10-15 digit run
-        return "[phone]" if text.isdigit() and 10 <= digits <= 15 else text
-    # Prices, years and quantities have fewer digits; phone numbers have 7 to 15.
-    return "[phone]" if 7 <= digits <= 15 else text

@@ -13,7 +13,7 @@ import re
 from collections.abc import Generator, Iterator, Sequence
 
 from kit.components.chat_template import ChatMessage
-from kit.services.guardrails import find_pii, pii_spans
+from kit.services.pii import find_pii, pii_spans
 from kit.services.prompt import CITE
 from kit.services.reply import Reply
 from kit.settings import WITHHELD_MESSAGE
