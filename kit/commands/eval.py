@@ -90,7 +90,8 @@ def command(
     apart, strictly (every expected fact, nothing forbidden, nothing invented, no
     junk) and leniently; --json keys them 'heldout' and 'dev'. The gate reads the
     held-out split. Eval questions that training already asks are counted as
-    contaminated.
+    contaminated. With eval.safety set, the safety set is screened by the
+    guardrails too (--json key 'safety'; its gate is eval.safety_gate).
 
     \b
     Examples:
