@@ -80,7 +80,13 @@ def command(
     started = time.perf_counter()
     package.build(tool, ctx, tag, args, list(builder_opts))
     size = package.image_size(tool, tag)
-    shown = f"{size / 1e9:.2f} GB" if size else "size unknown"
-    click.echo(f"built {tag} with {tool} in {time.perf_counter() - started:.0f} s ({shown})")
+    shown = f"{size / 1e6:,.0f} MB" if size else "size unknown"
+    click.echo(f"built {tag} with {tool} in {time.perf_counter() - started:.0f} s ({shown}), holding:")
+    parts = package.contents(ctx)
+    for what, part in parts:
+        click.echo(f"  {what:<30} {part / 1e6:>9,.1f} MB")
+    if size:
+        click.echo(f"  {'Debian, Python and libraries':<30} {(size - sum(p for _, p in parts)) / 1e6:>9,.1f} MB")
+        click.echo(f"  without the language model: {(size - parts[0][1]) / 1e6:,.0f} MB")
     click.echo(f"run it: {package.run_command(tool, tag)}")
     click.echo("kit.env holds KIT_API_KEY, KIT_UI_USER and KIT_UI_PASSWORD; see docker/README.md")

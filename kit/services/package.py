@@ -2,11 +2,13 @@
 
 The context is self-contained and read top to bottom by ``docker/Dockerfile``::
 
-    Dockerfile, .dockerignore, entrypoint.sh
-    kit/            kit's source (pyproject.toml, constraints.txt, the package): installed in the builder stage
-    wheels/         prebuilt wheels (llama-cpp-python, the CPU torch) found on this machine; may be empty
+    Dockerfile, .dockerignore, entrypoint.sh, leave_out.py
+    kit/            kit's source (pyproject.toml, constraints.txt, the package): its dependencies are installed
+                    in the builder stage (the base install: no torch), its code is a layer of its own
+    wheels/         a prebuilt llama-cpp-python wheel found on this machine; may be empty
     app/domain/     the domain folder with its built index; models outside it copied into app/domain/models/
-    app/models/     the embedded GGUF (plain or named), when the domain uses one ($KIT_CACHE in the image)
+    app/models/     the embedded GGUF (plain or named), when the domain uses one, and the embedding model
+                    all-MiniLM-L6-v2 ($KIT_CACHE in the image)
     app/licences/   the licence and notice of every model inside the image
     app/PACKAGE.json  what was staged
 
@@ -47,8 +49,8 @@ KIT_LICENCES_DIR = Path(__file__).resolve().parents[1] / "licences"  # package d
 EMBEDDED_EMBEDDER_LICENCE = "all-MiniLM-L6-v2"
 INDEX_PARTS = ("manifest.json", "chroma")  # what of <domain>/build/ the image needs; not feedback, runs, reports
 LICENCE_RE = re.compile(r"^(licen[cs]e|notice|copying|use[_-]?policy|terms)", re.IGNORECASE)
-# Wheels worth carrying: compiling llama-cpp-python takes minutes; the CPU torch is not on PyPI's index.
-WHEEL_PACKAGES = ("llama_cpp_python", "torch")
+# Wheels worth carrying: compiling llama-cpp-python takes minutes.
+WHEEL_PACKAGES = ("llama_cpp_python",)
 
 
 @dataclass
@@ -106,7 +108,7 @@ def copy_file(src: Path, dest: Path) -> None:
 def stage_kit(ctx: Path) -> None:
     """Dockerfile, entrypoint and kit's source."""
     root = kit_source()
-    for name in ("Dockerfile", ".dockerignore", "entrypoint.sh"):
+    for name in ("Dockerfile", ".dockerignore", "entrypoint.sh", "leave_out.py"):
         shutil.copy2(DOCKER_DIR / name, ctx / name)
     src = ctx / "kit"
     src.mkdir()
@@ -155,9 +157,20 @@ def stage_models(domain: Domain, app: Path, staged: Staged, accept_unknown: bool
         path = domain.path(adapter.path)
         model["adapters"][i]["path"] = place(domain, path, app)
         add_licence(staged, app, path.stem, licence_files(path.parent))
+    stage_embedder(app)
     add_licence(staged, app, EMBEDDED_EMBEDDER_LICENCE, sorted((LICENCES_DIR / EMBEDDED_EMBEDDER_LICENCE).iterdir()))
     text = yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
     (app / "domain" / SPEC_FILE).write_text(text, encoding="utf-8")
+
+
+def stage_embedder(app: Path) -> None:
+    """The embedding model's folder into app/models/, where the image's kit finds it without its package."""
+    from kit.components.embedding import EMBEDDER_CACHE_DIR, embedded_folder
+
+    source = embedded_folder()
+    for path in sorted(source.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            copy_file(path, app / "models" / EMBEDDER_CACHE_DIR / path.relative_to(source))
 
 
 def stage_embedded(model: NamedModel, app: Path, staged: Staged) -> None:
@@ -212,7 +225,7 @@ def add_licence(staged: Staged, app: Path, name: str, files: list[Path]) -> None
 
 
 def find_wheels(dirs: list[Path]) -> list[Path]:
-    """Wheels of the installed llama-cpp-python and torch found in ``dirs`` (searched recursively), newest first."""
+    """Wheels of the installed llama-cpp-python found in ``dirs`` (searched recursively), newest first."""
     found: dict[str, Path] = {}
     for package in WHEEL_PACKAGES:
         try:
@@ -317,6 +330,30 @@ def build(tool: str, ctx: Path, tag: str, build_args: list[str], extra: list[str
     cmd = build_command(tool, ctx, tag, build_args, extra)
     if subprocess.run(cmd, check=False).returncode != 0:
         raise KitError(f"the image build failed: {' '.join(cmd)}", "read the build output above")
+
+
+def contents(ctx: Path) -> list[tuple[str, int]]:
+    """What the staged context puts into the image, part by part, in bytes (the rest is Debian, Python and the
+    libraries)."""
+    from kit.components.embedding import EMBEDDER_CACHE_DIR
+
+    models = ctx / "app" / "models"
+    domain = ctx / "app" / "domain"
+    embedder = folder_size(models / EMBEDDER_CACHE_DIR)
+    index = folder_size(domain / "build")
+    return [
+        ("language model and adapters", folder_size(models) - embedder + folder_size(domain / "models")),
+        ("embedding model", embedder),
+        ("index", index),
+        ("documents and domain", folder_size(domain) - index - folder_size(domain / "models")),
+        ("kit's code", folder_size(ctx / "kit" / "kit")),
+        ("licences", folder_size(ctx / "app" / "licences")),
+    ]
+
+
+def folder_size(folder: Path) -> int:
+    """Bytes of the files under ``folder`` (0 when it does not exist)."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
 
 
 def run_command(tool: str, tag: str) -> str:

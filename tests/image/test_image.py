@@ -78,8 +78,11 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     report("kit package (gate + build)", f"{time.monotonic() - started:.0f} s")
     assert done.returncode == 0, f"kit package failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
     assert "licence gemma-3-270m" in done.stdout and f"built {TAG}" in done.stdout and "run it:" in done.stdout
+    for part in ("language model and adapters", "embedding model", "index", "kit's code", "without the language model"):
+        assert part in done.stdout, part
     size = int(sh("podman", "image", "inspect", "--format", "{{.Size}}", TAG).stdout.strip())
     report("image size", f"{size / 1e9:.2f} GB")
+    report("kit package says", "\n" + done.stdout[done.stdout.index(f"built {TAG}") :])
     yield TAG
 
 
@@ -185,6 +188,26 @@ def test_the_licences_and_the_offline_settings_travel_in_the_image(running: Cont
         assert setting in env
     manifest = json.loads(running.exec("cat", "/opt/kit/PACKAGE.json"))
     assert manifest["domain"] == "example-shop" and not manifest["unknown_licences"]
+
+
+# The base install only, less what chromadb pulls in and kit never uses (docker/Dockerfile's LEAVE_OUT).
+ABSENT = ("torch", "transformers", "sentence_transformers", "peft", "onnxruntime", "kubernetes", "matplotlib", "pip")
+
+
+def test_the_image_holds_no_torch_nor_what_kit_never_uses(running: Container) -> None:
+    probe = f"import importlib.util as u; print([m for m in {ABSENT!r} if u.find_spec(m)])"
+    assert running.exec("python3", "-c", probe).strip() == "[]"
+    assert running.exec("kit", "--version").startswith("kit")
+
+
+def test_the_model_layer_comes_before_the_code_and_the_documents(image: str) -> None:
+    """Layers from the oldest: a change of documents or code rebuilds only the layers after the model's."""
+    history = sh("podman", "history", "--no-trunc", "--format", "{{.CreatedBy}}", image).stdout.splitlines()[::-1]
+
+    def layer(needle: str) -> int:
+        return next(i for i, line in enumerate(history) if needle in line)
+
+    assert layer("/opt/kit/models") < layer("/opt/kit/code") < layer("/opt/kit/domain")
 
 
 OUTBOUND = "import socket; socket.create_connection(('deb.debian.org', 80), timeout=5)"

