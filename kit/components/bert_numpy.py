@@ -6,8 +6,8 @@ to float precision. Only the plain BERT shape is handled (absolute positions, ex
 ``supports`` says whether a folder has it.
 
 Batches are what indexing sends, so the layers work on (tokens, hidden) matrices: one matrix product per
-projection (query, key and value fused), weights transposed once at load, the element-wise steps in place and
-in blocks that stay in cache.
+projection (query, key and value fused), the weights used as loaded (BLAS reads them transposed, no copy), the
+element-wise steps in place and in blocks that stay in cache.
 """
 
 from __future__ import annotations
@@ -42,14 +42,14 @@ def supports(folder: Path) -> bool:
 
 @dataclass(frozen=True)
 class Layer:
-    """One encoder layer's weights, laid out for ``x @ w + b`` on (tokens, hidden) rows."""
+    """One encoder layer's weights, each projection ``x @ w.T + b`` on (tokens, hidden) rows."""
 
-    qkv_w: np.ndarray  # (hidden, 3 * hidden): query, key, value side by side
+    qkv_w: np.ndarray  # (3 * hidden, hidden): query, key and value stacked
     qkv_b: np.ndarray
     out_w: np.ndarray
     out_b: np.ndarray
     norm1: tuple[np.ndarray, np.ndarray]
-    up_w: np.ndarray  # (hidden, intermediate)
+    up_w: np.ndarray  # (intermediate, hidden)
     up_b: np.ndarray
     down_w: np.ndarray
     down_b: np.ndarray
@@ -57,19 +57,16 @@ class Layer:
 
 
 def _layer(w: dict[str, np.ndarray], p: str) -> Layer:
-    def t(name: str) -> np.ndarray:
-        return np.ascontiguousarray(w[p + name + ".weight"].T)
-
     names = ("attention.self.query", "attention.self.key", "attention.self.value")
     return Layer(
-        qkv_w=np.ascontiguousarray(np.concatenate([w[p + n + ".weight"] for n in names]).T),
-        qkv_b=np.concatenate([w[p + n + ".bias"] for n in names]),
-        out_w=t("attention.output.dense"),
+        qkv_w=np.concatenate([w.pop(p + n + ".weight") for n in names]),
+        qkv_b=np.concatenate([w.pop(p + n + ".bias") for n in names]),
+        out_w=w[p + "attention.output.dense.weight"],
         out_b=w[p + "attention.output.dense.bias"],
         norm1=(w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"]),
-        up_w=t("intermediate.dense"),
+        up_w=w[p + "intermediate.dense.weight"],
         up_b=w[p + "intermediate.dense.bias"],
-        down_w=t("output.dense"),
+        down_w=w[p + "output.dense.weight"],
         down_b=w[p + "output.dense.bias"],
         norm2=(w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"]),
     )
@@ -87,7 +84,7 @@ class NumpyBert:
         self.heads = int(self.config["num_attention_heads"])
         self.eps = float(self.config["layer_norm_eps"])
         weights = load_file(str(folder / "model.safetensors"))
-        w = {k.removeprefix("bert."): v.astype(np.float32) for k, v in weights.items()}
+        w = {k.removeprefix("bert."): v.astype(np.float32, copy=False) for k, v in weights.items()}
         self.embeddings = {k: v for k, v in w.items() if k.startswith("embeddings.")}
         self.layers = [_layer(w, f"encoder.layer.{i}.") for i in range(int(self.config["num_hidden_layers"]))]
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
@@ -119,13 +116,13 @@ class NumpyBert:
     def layer(self, x: np.ndarray, masked: np.ndarray, w: Layer, batch: int) -> np.ndarray:
         """One transformer layer on (tokens, hidden) rows: self-attention, then the feed-forward block, each with
         a residual and a norm."""
-        attended = self.attention(x, masked, w, batch) @ w.out_w
+        attended = self.attention(x, masked, w, batch) @ w.out_w.T
         attended += w.out_b
         attended += x
         x = layer_norm(attended, *w.norm1, self.eps)
-        inner = x @ w.up_w
+        inner = x @ w.up_w.T
         inner += w.up_b
-        out = gelu(inner) @ w.down_w
+        out = gelu(inner) @ w.down_w.T
         out += w.down_b
         out += x
         return layer_norm(out, *w.norm2, self.eps)
@@ -134,7 +131,7 @@ class NumpyBert:
         """Multi-head self-attention over the unmasked tokens; (tokens, hidden)."""
         tokens, hidden = x.shape
         length, size = tokens // batch, hidden // self.heads
-        qkv = x @ w.qkv_w
+        qkv = x @ w.qkv_w.T
         qkv += w.qkv_b
         # (3, batch, heads, length, size), each made contiguous so that the products below are plain GEMMs
         q, k, v = (
