@@ -38,7 +38,9 @@ def baseline(run_dir: Path, steps: int) -> dict:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
 
-    from kit.services.finetune import Preset, Run, read_examples, step_batches
+    from kit.services.training.loop import step_batches
+    from kit.services.training.preset import Preset
+    from kit.services.training.run_folder import Run, read_examples
 
     info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     p = Preset.model_validate(info["hparams"])

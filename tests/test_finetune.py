@@ -6,10 +6,13 @@ The end-to-end path (finetune -> export -> llama.cpp, resume) is in test_finetun
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 
 from kit.components.chat_template import TEMPLATES, render, render_with_spans, split_for_training
@@ -36,7 +39,7 @@ def test_spans_cover_each_answer_and_its_stop_and_the_text_is_the_runtime_render
 
 
 def test_every_shipped_preset_loads_and_opens_with_the_command_that_uses_it() -> None:
-    from kit.services.finetune import load_preset, preset_names
+    from kit.services.training.preset import load_preset, preset_names
 
     assert set(preset_names()) >= {"cpu-270m", "gpu-8b", "gpu-14b", "tiny"}
     for name in preset_names():
@@ -49,7 +52,7 @@ def test_every_shipped_preset_loads_and_opens_with_the_command_that_uses_it() ->
 
 
 def test_preset_overrides_apply_and_bad_ones_are_one_clear_error() -> None:
-    from kit.services.finetune import load_preset
+    from kit.services.training.preset import load_preset
 
     p = load_preset("tiny", {"lora.rank": 16, "lr": 0.01, "max_steps": 7, "lora.targets": ["q_proj"]})
     assert (p.lora.rank, p.lr, p.max_steps, p.lora.targets) == (16, 0.01, 7, ["q_proj"])
@@ -113,9 +116,9 @@ def test_examples_hold_the_runtime_prompt_with_retrieved_documents_and_label_onl
 ) -> None:
     from kit.components.trainer import IGNORE
     from kit.domain import load_domain
-    from kit.services.finetune import build_examples
     from kit.services.prompt import system_prompt
     from kit.services.retrieve import Retriever
+    from kit.services.training.data import build_examples
 
     domain = load_domain(domain_copy)
     examples = build_examples(domain, Retriever.open(domain), tokenizer, "gemma", 2048, 2)
@@ -149,8 +152,8 @@ def test_training_and_runtime_send_byte_identical_prompts_through_the_api_and_th
     from kit.domain import load_domain
     from kit.server import Message, split_conversation
     from kit.services.chat import ChatService
-    from kit.services.finetune import build_examples
     from kit.services.retrieve import Retriever
+    from kit.services.training.data import build_examples
 
     domain = load_domain(domain_copy)
     k = domain.spec.retrieval.k  # as fine-tuning grounds (grounded_examples)
@@ -178,8 +181,8 @@ def test_training_and_runtime_send_byte_identical_prompts_through_the_api_and_th
 
 def test_a_conversation_longer_than_max_length_is_reported_with_its_line(domain_copy: Path, tokenizer) -> None:
     from kit.domain import load_domain
-    from kit.services.finetune import build_examples
     from kit.services.retrieve import Retriever
+    from kit.services.training.data import build_examples
 
     long = {"messages": [{"role": "user", "content": "tent? " * 400}, {"role": "assistant", "content": "Yes."}]}
     with (domain_copy / "data" / "train.jsonl").open("a", encoding="utf-8") as f:
@@ -216,6 +219,130 @@ def test_the_gpu_presets_ask_for_a_base_model(domain_copy: Path, run_kit) -> Non
     assert "preset 'gpu-8b' needs a base model" in result.err and "--base" in result.err
 
 
+def test_every_preset_field_is_a_flag_whose_value_overrides_the_preset(
+    domain_copy: Path, run_kit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kit.commands.finetune import NOT_FLAGS, command
+    from kit.services.training import recipe
+    from kit.services.training.preset import Lora, Preset, load_preset
+
+    helps = {o.name: o.help for o in command.params if isinstance(o, click.Option)}
+    fields = {**{n: f for n, f in Preset.model_fields.items() if n not in NOT_FLAGS | {"lora"}}, **Lora.model_fields}
+    assert all(helps[name] == field.description for name, field in fields.items())
+    passed: dict[str, Any] = {}
+
+    def fake(domain_dir: str, preset: str, overrides: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        passed.update(overrides)
+        raise KitError("stopped before training")
+
+    monkeypatch.setattr(recipe, "finetune", fake)
+    flags = ["--rank", "16", "--targets", "q_proj, k_proj", "--lr", "0.01", "--no-gradient-checkpointing", "-k", "3",
+             "--chat-template", "chatml", "--weight-decay", "0.1"]  # fmt: skip
+    result = run_kit("finetune", str(domain_copy), "--preset", "tiny", *flags)
+    assert result.code == 1 and "stopped before training" in result.err
+    p = load_preset("tiny", passed)
+    assert (p.lora.rank, p.lora.targets, p.lr, p.gradient_checkpointing, p.k, p.chat_template, p.weight_decay) == (
+        16, ["q_proj", "k_proj"], 0.01, False, 3, "chatml", 0.1
+    )  # fmt: skip
+    assert p.model_dump(exclude={"lora", "lr", "gradient_checkpointing", "k", "chat_template", "weight_decay"}) == (
+        load_preset("tiny").model_dump(exclude={"lora", "lr", "gradient_checkpointing", "k", "chat_template",
+                                                "weight_decay"})
+    )  # fmt: skip
+    bad = run_kit("finetune", str(domain_copy), "--lr", "5")
+    assert bad.code == 2 and "'--lr'" in bad.err and "0<x<1" in bad.err
+
+
+# ----------------------------------------------------------------------------------------------------
+# Several processes (`accelerate launch`): only the main one sets up, writes, logs and shows progress.
+
+
+def test_one_process_alone_is_the_main_one_and_launchers_are_counted() -> None:
+    from kit.services.training.processes import Processes, current, launched
+
+    assert current({}) == Processes() and Processes().main and not Processes(rank=1, count=2).main
+    assert launched({"WORLD_SIZE": "4", "RANK": "3"}) == 4 and launched({"OMPI_COMM_WORLD_SIZE": "2"}) == 2
+    assert launched({"WORLD_SIZE": "1"}) == launched({}) == 1
+
+
+def test_a_process_whose_main_one_died_during_setup_says_so_in_one_line(domain_copy: Path, tmp_path: Path) -> None:
+    from kit.domain import load_domain
+    from kit.services.training import recipe
+    from kit.services.training.processes import Processes
+
+    def barrier_of_a_dead_peer() -> None:
+        raise RuntimeError("Connection closed by peer")
+
+    with pytest.raises(KitError, match="process 1 of 2 lost the others while the run was set up") as err:
+        recipe.setup(load_domain(domain_copy), "tiny", {}, tmp_path / "run", False, None,
+                     Processes(1, 2, barrier_of_a_dead_peer))  # fmt: skip
+    assert "first error printed above" in err.value.hint and not (tmp_path / "run").exists()
+
+
+def test_kits_log_speaks_on_the_main_process_only(caplog: pytest.LogCaptureFixture) -> None:
+    from kit.services.training.processes import Processes, main_logs_only
+
+    log = logging.getLogger("kit.services.training.recipe")
+    caplog.set_level(logging.INFO, logger="kit")
+    with main_logs_only(Processes(rank=1, count=2)):
+        log.info("rank 1 says")
+        log.error("rank 1 fails")
+    with main_logs_only(Processes(rank=0, count=2)):
+        log.info("rank 0 says")
+    assert [r.getMessage() for r in caplog.records] == ["rank 1 fails", "rank 0 says"]
+    assert logging.getLogger("kit").level == logging.INFO  # restored
+
+
+def test_only_the_main_process_writes_the_run_folder_logs_and_shows_progress(
+    domain_copy: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two processes as `accelerate launch` starts them, played in one (no GPU needed): rank 0 sets the run up, rank
+    1 waits for it, reads the same examples and trains its share of each step, writing, logging and showing
+    nothing; rank 0 then trains and writes the run."""
+    from kit.domain import load_domain
+    from kit.services.training import recipe
+    from kit.services.training.processes import Processes
+
+    domain, out, waits = load_domain(domain_copy), tmp_path / "run", []
+    main = Processes(0, 2, lambda: waits.append("main"))
+    other = Processes(1, 2, lambda: waits.append("other"))
+    first = recipe.setup(domain, "tiny", {"max_steps": 2}, out, False, None, main)
+    written = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert out / "run.json" in written and out / "data" / "train.jsonl" in written
+    again = recipe.setup(domain, "tiny", {"max_steps": 2}, out, False, None, other)
+    assert (again.train, again.val, again.preset, again.template) == (first.train, first.val, first.preset, "gemma")
+    caplog.set_level(logging.DEBUG, logger="kit")
+    capsys.readouterr()
+    recipe.finetune(domain_copy, "tiny", {"max_steps": 2}, out, progress=True, procs=other)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == written
+    assert not [r for r in caplog.records if r.name.startswith("kit")]
+    assert "finetune example" not in capsys.readouterr().err
+    assert waits == ["main", "other", "other"]
+    recipe.fit(first, domain, progress=False)
+    info = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert info["finished"] and info["step"] == 2 and (out / "adapter" / "adapter_model.safetensors").is_file()
+    assert [json.loads(x)["step"] for x in (out / "loss.jsonl").read_text().splitlines()][:2] == [1, 2]
+    assert any("finished at step 2" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.slow  # two processes each load torch and the model: about a minute on 2 cores
+def test_two_launched_processes_train_one_run_that_the_main_one_writes(domain_copy: Path, tmp_path: Path) -> None:
+    """torchrun's two CPU processes (gloo): what `accelerate launch` does on several GPUs."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "kit",
+           "finetune", str(domain_copy), "--preset", "tiny", "--max-steps", "3", "--out", str(out), "-q"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("trained 3 steps") == 1  # the main process reports, once
+    log = [json.loads(x) for x in (out / "loss.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [e["step"] for e in log if e["split"] == "train"] == [1, 2, 3]  # each step written once
+    info = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert info["finished"] and info["step"] == 3 and (out / "adapter" / "adapter_model.safetensors").is_file()
+
+
 # ----------------------------------------------------------------------------------------------------
 # QLoRA: the gpu presets' 4-bit path, on a tiny Llama on the CPU (bitsandbytes runs there too).
 
@@ -224,7 +351,7 @@ def test_qlora_trains_lora_on_a_4bit_llama(tmp_path: Path, tokenizer) -> None:
     import torch
 
     from kit.components.trainer import TinySpec, add_lora, assistant_loss, build_tiny, collate, load_model
-    from kit.services.finetune import tokenise
+    from kit.services.training.data import tokenise
 
     spec = TinySpec("llama", layers=2, hidden_size=64, intermediate_size=128, heads=2, kv_heads=1, head_dim=32)
     base = build_tiny(spec, tokenizer, tmp_path / "base", seed=0)
@@ -258,7 +385,8 @@ def test_qlora_trains_lora_on_a_4bit_llama(tmp_path: Path, tokenizer) -> None:
 def test_qlora_on_gpu_runs_the_gpu_preset_recipe(tmp_path: Path, tokenizer) -> None:
     """The gpu-8b code path (NF4 base on the GPU, bf16 compute, checkpointing) on a scaled-down Llama."""
     from kit.components.trainer import TinySpec, add_lora, assistant_loss, build_tiny, collate, load_model
-    from kit.services.finetune import load_preset, tokenise
+    from kit.services.training.data import tokenise
+    from kit.services.training.preset import load_preset
 
     p = load_preset("gpu-8b")
     spec = TinySpec("llama", layers=2, hidden_size=256, intermediate_size=512, heads=4, kv_heads=2, head_dim=64)

@@ -36,7 +36,7 @@ def converters() -> Path:
 @pytest.fixture(scope="module")
 def trained(example_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 3-step tiny run on a copy of the indexed example domain (with a few more conversations)."""
-    from kit.services.finetune import finetune
+    from kit.services.training.recipe import finetune
 
     domain = tmp_path_factory.mktemp("ft") / "example"
     shutil.copytree(example_dir, domain)
@@ -127,7 +127,7 @@ def test_the_round_trip_check_catches_a_mismatched_template(trained: Path, conve
 
 def test_the_token_level_round_trip_catches_a_mismatch_in_llama_cpp(trained: Path, merged_f16) -> None:
     from kit.services.export import verify
-    from kit.services.finetune import Run
+    from kit.services.training.run_folder import Run
 
     run = Run(trained, json.loads((trained / "run.json").read_text(encoding="utf-8")))
     with pytest.raises(ModelError, match=r"round trip failed.*differ from token"):
@@ -153,11 +153,13 @@ def test_an_incomplete_run_folder_names_every_missing_file(trained: Path, tmp_pa
     assert "sample.json, adapter/adapter_config.json, adapter/adapter_model.safetensors missing" in result.err
 
 
-def test_resume_after_a_kill_continues_at_the_saved_step(trained: Path, tmp_path: Path, capsys) -> None:
+def test_resume_after_a_kill_continues_at_the_saved_step(
+    trained: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     import torch
     from safetensors.torch import load_file
 
-    from kit.services.finetune import finetune
+    from kit.services.training.recipe import finetune
 
     run = copy_run(trained, tmp_path)
     # As if killed during step 3: the last checkpoint is step 2, step 3's log line and the adapter never landed.
@@ -165,8 +167,9 @@ def test_resume_after_a_kill_continues_at_the_saved_step(trained: Path, tmp_path
     shutil.rmtree(run / "adapter")
     info = json.loads((run / "run.json").read_text(encoding="utf-8"))
     (run / "run.json").write_text(json.dumps({**info, "finished": False, "step": 2}), encoding="utf-8")
+    caplog.set_level("INFO", logger="kit")
     finetune(tmp_path / "domain", out=run, resume=True, progress=False)
-    assert f"resuming {run} from step 2" in capsys.readouterr().out
+    assert f"resuming {run} from step 2" in caplog.text
     info = json.loads((run / "run.json").read_text(encoding="utf-8"))
     assert info["finished"] and info["step"] == 3
     log = [json.loads(x) for x in (run / "loss.jsonl").read_text(encoding="utf-8").splitlines()]

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from kit.errors import KitError, ModelError
 from kit.files import replace_copy, replace_text
-from kit.services.finetune import ADAPTER_FILES, RUN_FILES, Run
+from kit.services.training.run_folder import ADAPTER_FILES, RUN_FILES, Run
 
 Format = Literal["adapter", "merged"]
 ADAPTER_QUANTS = ("F16", "Q8_0")
