@@ -15,6 +15,7 @@ import sys
 import tomllib
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,15 +30,41 @@ EXTRA_MODULES = sorted({m for extra in EXTRAS for m in extra.modules} | {"peft",
 HINT = "error: kit finetune needs the training extra — pip install 'kit[train]'"
 
 
+def leave_out_script() -> Any:
+    spec = importlib.util.spec_from_file_location("leave_out", ROOT / "docker" / "leave_out.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def left_out_of_the_image() -> list[str]:
     """The packages docker/Dockerfile's LEAVE_OUT names, with what only they need here (docker/leave_out.py)."""
     named = re.search(r'^ARG LEAVE_OUT="([^"]*)"', (ROOT / "docker" / "Dockerfile").read_text(), re.MULTILINE)
     assert named, "docker/Dockerfile has no ARG LEAVE_OUT"
-    spec = importlib.util.spec_from_file_location("leave_out", ROOT / "docker" / "leave_out.py")
-    assert spec and spec.loader
-    leave_out = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(leave_out)
+    leave_out = leave_out_script()
     return leave_out.closure(named.group(1).split(), leave_out.requirements())
+
+
+def test_leaving_a_package_out_takes_what_only_it_needs_and_keeps_what_others_share() -> None:
+    closure = leave_out_script().closure
+    needs = {
+        "chromadb": {"onnxruntime", "numpy", "otel"},
+        "onnxruntime": {"numpy", "flatbuffers", "protobuf"},
+        "otel": {"protobuf"},
+        **{leaf: set() for leaf in ("numpy", "flatbuffers", "protobuf")},
+    }
+    assert closure(["onnxruntime", "not-installed"], needs) == ["flatbuffers", "onnxruntime"]
+    assert closure(["chromadb"], needs) == ["chromadb", "flatbuffers", "numpy", "onnxruntime", "otel", "protobuf"]
+
+
+def test_identical_library_copies_become_links_to_one(tmp_path: Path) -> None:
+    for name in ("libggml.so", "libggml.so.0", "libggml.so.0.25.3"):
+        (tmp_path / name).write_bytes(b"ELF" * 1000)
+    (tmp_path / "libllama.so").write_bytes(b"other")
+    assert leave_out_script().link_duplicates(tmp_path) == 6000
+    assert os.readlink(tmp_path / "libggml.so") == os.readlink(tmp_path / "libggml.so.0") == "libggml.so.0.25.3"
+    assert not (tmp_path / "libllama.so").is_symlink() and (tmp_path / "libggml.so").read_bytes() == b"ELF" * 1000
 
 
 def modules_of(distributions: list[str]) -> list[str]:

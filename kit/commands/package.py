@@ -28,7 +28,7 @@ from kit.domain import load_domain
     "wheelhouses",
     multiple=True,
     type=click.Path(file_okay=False, exists=True),
-    help="Folder with prebuilt llama-cpp-python/torch wheels (default: pip's cache and find-links); repeatable.",
+    help="Folder with a prebuilt llama-cpp-python wheel (default: pip's cache and find-links); repeatable.",
 )
 @click.option("--base-image", default=None, help="Base image (default: the Dockerfile's debian:bookworm-slim).")
 @click.option("--build-arg", "build_args", multiple=True, metavar="KEY=VALUE", help="Passed to the build; repeatable.")
