@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kit.components.model_registry import MODELS  # noqa: E402
-from kit.services.evaluation.results import FOLDER, MODELS_JSON, slug  # noqa: E402
+from kit.services.evaluation.results import FOLDER, MODELS_JSON  # noqa: E402
 
 KIT = str(Path(sys.executable).parent / "kit")
 TEMPLATES = ("retail", "clinic", "travel")
@@ -78,15 +78,16 @@ def run_one(variant: str, template: Path, limit: int | None) -> dict[str, Any] |
         command += ["--limit", str(limit)] if limit else []
         started = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True)
+        target = template / FOLDER
+        if not limit:  # a partial run is a smoke test, never committed
+            target.mkdir(parents=True, exist_ok=True)
+            for results in (copy / FOLDER).glob("*"):
+                shutil.copy(results, target / results.name)
         if done.returncode not in (0, 1):  # 1: the gate failed, the figures are still there
             raise SystemExit(f"kit eval failed on {template.name} with {variant}:\n{done.stderr[-2000:]}")
-        row = json.loads(done.stdout)[0]
-        results = copy / FOLDER / f"{slug(row['model'])}.jsonl"
-        target = template / FOLDER
-        target.mkdir(parents=True, exist_ok=True)
-        if not limit:  # a partial run is a smoke test, never committed
-            shutil.copy(results, target / results.name)
-            shutil.copy(results.with_suffix(".md"), target / results.with_suffix(".md").name)
+        printed = json.loads(done.stdout)  # {model label: its figures, "safety": the guardrails' (when it has a set)}
+        label, row = next((k, v) for k, v in printed.items() if k != "safety")
+        row = {**row, "model": label}
         held = row["heldout"]
         return {
             "model": row["model"],

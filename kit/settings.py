@@ -284,14 +284,15 @@ class ModelSettings(Strict):
 
     gguf: ModelPath = Field(
         default=EMBEDDED,
-        description=f"'embedded' (Gemma 3 270M Q4_K_M), 'embedded:<name>' with a name from {', '.join(MODELS)} "
+        description=f"'embedded' (the default, {lookup('embedded').title}), 'embedded:<name>' with a name from "
+        f"{', '.join(MODELS)} "
         "(assembled from their PyPI packages, see `kit prepare --help`), or a .gguf path.",
     )
     adapters: list[Adapter] = Field(default_factory=list, description="LoRA adapters applied at load.")
     chat_template: Literal["gemma", "chatml", "llama3"] = Field(
         default="gemma",
         description="Prompt format; the same one fine-tuning uses. Default: the embedded model's own (chatml for "
-        "the instruct models), else gemma.",
+        "the instruct models, the default among them), else gemma.",
     )
     n_ctx: int = Field(default=4096, ge=512, le=131072, description="Context window in tokens.")
     n_threads: int | None = Field(default=None, ge=1, description="CPU threads; default: all cores.")
@@ -318,10 +319,11 @@ class ModelSettings(Strict):
     @classmethod
     def _embedded_template(cls, data: Any) -> Any:
         """An embedded model's own template by default (an instruct model accepts no other: it was tuned on it)."""
-        if not isinstance(data, dict) or not isinstance(data.get("gguf"), str) or not is_embedded(data["gguf"]):
+        gguf = data.get("gguf", EMBEDDED) if isinstance(data, dict) else None
+        if not isinstance(gguf, str) or not is_embedded(gguf):
             return data
         try:
-            model = lookup(data["gguf"])
+            model = lookup(gguf)
         except ValueError:
             return data  # the field's own check reports it
         return data if "chat_template" in data else {**data, "chat_template": model.chat_template}

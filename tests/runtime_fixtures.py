@@ -23,14 +23,19 @@ ROOT = Path(__file__).resolve().parent.parent
 # Read before any test moves HOME: models assemble once per machine, not once per test.
 os.environ.setdefault("KIT_CACHE", str(Path.home() / ".cache" / "kit" / "models"))
 SHORT = 24  # tokens per answer in tests
+# The model the runtime tests run, named: the smallest that follows kit's gemma template (the default may be larger).
+TEST_MODEL = "embedded:gemma-3-270m"
 
 
 def tune_domain(root: Path, **model: Any) -> Path:
-    """Rewrite a domain copy's model settings (short answers, a given n_ctx, a server...)."""
+    """Rewrite a domain copy's model settings (short answers, the test model unless ``model`` names one, a given
+    n_ctx, a server...)."""
     spec_file = root / "domain.yaml"
     spec = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
-    sampling = {**spec.get("model", {}).get("sampling", {}), "max_tokens": SHORT, "temperature": 0.0}
-    spec["model"] = {**spec.get("model", {}), "sampling": sampling, **model}
+    current = spec.get("model", {})
+    sampling = {**current.get("sampling", {}), "max_tokens": SHORT, "temperature": 0.0}
+    test_model = {"gguf": TEST_MODEL, "chat_template": "gemma"} if current.get("gguf", "embedded") == "embedded" else {}
+    spec["model"] = {**current, **test_model, "sampling": sampling, **model}
     spec_file.write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return root
 
@@ -52,7 +57,8 @@ def engine() -> Any:
     from kit.components.llm import LlamaEngine
     from kit.settings import ModelSettings, Sampling
 
-    return LlamaEngine(ModelSettings(n_ctx=2048, sampling=Sampling(max_tokens=SHORT, temperature=0.0)), ROOT)
+    settings = ModelSettings(gguf=TEST_MODEL, n_ctx=2048, sampling=Sampling(max_tokens=SHORT, temperature=0.0))
+    return LlamaEngine(settings, ROOT)
 
 
 @pytest.fixture(scope="session")

@@ -31,21 +31,23 @@ def test_equivalent_spellings_of_a_figure_are_allowed_and_others_are_not() -> No
 @pytest.fixture(scope="module")
 def llama() -> Any:
     from llama_cpp import Llama
+    from runtime_fixtures import TEST_MODEL
 
-    from kit.components.models import embedded_gguf
+    from kit.components.models import named_gguf
 
-    return Llama(str(embedded_gguf()), n_ctx=512, n_threads=2, verbose=False)
+    return Llama(str(named_gguf(TEST_MODEL)), n_ctx=512, n_threads=2, verbose=False)
 
 
 def complete(llama: Any, prompt: str, lock: bool, tokens: int = 24) -> str:
     from llama_cpp import LogitsProcessorList
+    from runtime_fixtures import TEST_MODEL
 
-    from kit.components.models import embedded_gguf
+    from kit.components.models import named_gguf
 
     processors = None
     if lock:
         vocab = ((i, llama.detokenize([i]).decode("utf-8", "ignore")) for i in range(llama.n_vocab()))
-        special = special_tokens(embedded_gguf(), lambda: vocab)
+        special = special_tokens(named_gguf(TEST_MODEL), lambda: vocab)
 
         def piece(i: int) -> bytes:
             return llama.detokenize([i])
@@ -77,7 +79,7 @@ def test_a_figure_in_the_prompt_is_copied_exactly(llama: Any) -> None:
     assert answer.startswith(("329", "329.00")), answer
 
 
-@pytest.mark.parametrize("gguf", ["embedded", "embedded:smollm2-135m-instruct"])
+@pytest.mark.parametrize("gguf", ["embedded:gemma-3-270m", "embedded:smollm2-135m-instruct"])
 def test_the_engine_locks_figures_by_default_for_each_tokenizer(gguf: str) -> None:
     from runtime_fixtures import ROOT
 

@@ -130,9 +130,11 @@ def indexed_example(tmp_path: Path) -> Path:
 
 
 def test_corrupt_model_files_fail_in_one_line_and_the_good_model_still_answers(indexed_example: Path) -> None:
-    from kit.components.models import embedded_gguf
+    from runtime_fixtures import TEST_MODEL
 
-    good = embedded_gguf()
+    from kit.components.models import named_gguf
+
+    good = named_gguf(TEST_MODEL)
     digest = sha256(good)
     models = indexed_example / "models"
     models.mkdir()
@@ -167,12 +169,14 @@ def test_missing_or_corrupt_adapter_fails_in_one_line_then_runs_without_it(index
 
 
 def test_a_missing_adapter_deleted_after_validation_names_the_adapter_setting(tmp_path: Path) -> None:
+    from runtime_fixtures import TEST_MODEL
+
     from kit.components.llm import build_engine
-    from kit.components.models import embedded_gguf
+    from kit.components.models import named_gguf
     from kit.errors import ModelError
     from kit.settings import Adapter, ModelSettings
 
-    settings = ModelSettings(gguf=str(embedded_gguf()), adapters=[Adapter(path=str(tmp_path / "gone.gguf"))])
+    settings = ModelSettings(gguf=str(named_gguf(TEST_MODEL)), adapters=[Adapter(path=str(tmp_path / "gone.gguf"))])
     with pytest.raises(ModelError) as err:
         build_engine(settings, tmp_path)
     assert "model.adapters" in err.value.hint, str(err.value)

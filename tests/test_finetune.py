@@ -48,7 +48,7 @@ def test_every_shipped_preset_loads_and_opens_with_the_command_that_uses_it() ->
         assert first.startswith("# kit finetune ") and f"--preset {name}" in first
         assert preset.lora.targets
     assert load_preset("gpu-8b").quantize == "nf4"
-    assert load_preset("cpu-270m").base == "embedded"
+    assert load_preset("cpu-270m").base == "embedded:gemma-3-270m"
 
 
 def test_preset_overrides_apply_and_bad_ones_are_one_clear_error() -> None:

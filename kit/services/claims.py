@@ -183,7 +183,7 @@ class ClaimCheck:
         self._decide(f"cited [{n}] for \u201c{_short(sentence)}\u201d: that document holds its facts and words")
         body = sentence.rstrip()
         end = len(body.rstrip(".!?:;"))
-        return f"{body[:end]} [{n}]{body[end:]}{sentence[len(body):]}"
+        return f"{body[:end]} [{n}]{body[end:]}{sentence[len(body) :]}"
 
     def _decide(self, decision: str) -> None:
         self.decisions.append(decision)

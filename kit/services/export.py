@@ -38,7 +38,7 @@ class Exported:
     path: Path
     fmt: Format
     quant: str
-    base_gguf: str  # the model.gguf value the runtime needs ('embedded' or a path)
+    base_gguf: str  # the model.gguf value the runtime needs ('embedded:gemma-3-270m' or a path)
     template: str
     sample: str  # what the exported model generated for the sample prompt
     lines: str  # the domain.yaml lines that make `kit serve` use it
@@ -212,15 +212,21 @@ def merge_to_f16(run: Run, tmp: Path) -> Path:
 def runtime_base(run: Run, out_dir: Path, tmp: Path) -> str:
     """The GGUF the adapter is applied to at run time: the embedded model, or the base converted once."""
     from kit.components.converters import run_script
+    from kit.components.model_registry import EMBEDDED_PREFIX, TRAINABLE
 
-    if run.info["base"] == "embedded":
-        return "embedded"
+    if _trained_on_embedded(run):
+        return f"{EMBEDDED_PREFIX}{TRAINABLE}"
     kept = out_dir / "base-f16.gguf"
     if not kept.is_file():
         run_script(
             "convert_hf_to_gguf.py", [run.info["base_dir"], "--outfile", str(tmp / kept.name), "--outtype", "f16"]
         )
     return str(kept.resolve())
+
+
+def _trained_on_embedded(run: Run) -> bool:
+    """Whether the run's base is the embedded model kit fine-tunes (its GGUF is the runtime's base)."""
+    return run.info["base"] == "embedded"  # a run's name for it (kit/services/training/recipe.py: resolve_base)
 
 
 def model_file(base: str, out_dir: Path, tmp: Path) -> Path:
@@ -233,9 +239,12 @@ def model_file(base: str, out_dir: Path, tmp: Path) -> Path:
 
 
 def runtime_template(run: Run) -> str:
-    """The chat template the runtime will use: the domain's model.chat_template (the run's if the domain is gone)."""
+    """The chat template the runtime will use: the domain's model.chat_template; the run's when the domain is gone or
+    the export moves it to the embedded model the run was trained on (whatever model the domain ran before)."""
     from kit.domain import load_domain
 
+    if _trained_on_embedded(run):
+        return str(run.info["chat_template"])
     domain_dir = Path(run.info["domain_dir"])
     if (domain_dir / "domain.yaml").is_file():
         return load_domain(domain_dir).spec.model.chat_template

@@ -42,8 +42,8 @@ class Preset(Strict):
 
     description: str = Field(description="One line on what the preset is for.")
     base: str | None = Field(
-        description="'embedded' (Gemma 3 270M from its GGUF), 'tiny', a hub id or a local folder; "
-        "null: the user names it (--base or training.base_model)."
+        description="'embedded:gemma-3-270m' (its GGUF dequantised; plain 'embedded' means it too), 'tiny', a hub id "
+        "or a local folder; null: the user names it (--base or training.base_model)."
     )
     tiny: Tiny | None = Field(default=None, description="The random model's shape when base is 'tiny'.")
     dtype: Literal["float32", "bfloat16"] = Field(default="float32", description="Weights and compute dtype.")

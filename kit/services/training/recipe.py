@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kit import __version__
+from kit.components.model_registry import EMBEDDED_PREFIX, TRAINABLE, is_embedded
 from kit.domain import Domain
 from kit.errors import KitError
 from kit.services.training.data import Example, grounded_examples, read_conversations, split
@@ -175,6 +176,13 @@ def resolve_base(preset: Preset, domain: Domain, flag: str | None, preset_name: 
         raise KitError(
             f"preset '{preset_name}' needs a base model",
             "name one with --base (a hub id in your Hugging Face cache or a local folder), or set training.base_model",
+        )
+    if name == f"{EMBEDDED_PREFIX}{TRAINABLE}":
+        return "embedded"  # in a run: the embedded model kit fine-tunes from its GGUF
+    if is_embedded(name):
+        raise KitError(
+            f"base '{name}' cannot be fine-tuned from its GGUF; kit dequantises only {EMBEDDED_PREFIX}{TRAINABLE}",
+            f"use --base {EMBEDDED_PREFIX}{TRAINABLE}, or the model's Hugging Face id or folder",
         )
     return name
 
