@@ -186,7 +186,7 @@ def api_client() -> Any:
     from fastapi.testclient import TestClient
 
     from kit.domain import load_domain
-    from kit.server import build_api
+    from kit.server.routes import build_api
     from kit.services.chat import ChatService
     from kit.services.feedback import FeedbackStore
     from kit.services.guardrails import Guardrails
@@ -195,7 +195,7 @@ def api_client() -> Any:
     service = ChatService(domain, FakeEngine(), FakeRetriever(), Guardrails(domain.spec))
     store = FeedbackStore(workspace() / "build" / "feedback.sqlite3")
     try:  # thousands of requests from one client: the rate limit (a 429, tested by itself) would answer most
-        from kit.server import Limits
+        from kit.server.settings import Limits
 
         app = build_api(service, store, API_KEY, limits=Limits(rate_per_minute=0))
     except ImportError:

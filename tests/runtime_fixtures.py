@@ -109,7 +109,7 @@ def serve(app: Any) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def served(example_service: Any) -> Iterator[Served]:
     """`kit serve`'s app (UI at /, API at /v1) for the example domain on a free port, with an API key."""
-    from kit.server import build_server
+    from kit.server.app import build_server
 
     key = "test-key"
     for url in serve(build_server(example_service, api_key=key)):

@@ -150,7 +150,7 @@ def test_training_and_runtime_send_byte_identical_prompts_through_the_api_and_th
     the turns as they were sent."""
     from kit.components.chat_template import get_template
     from kit.domain import load_domain
-    from kit.server import Message, split_conversation
+    from kit.server.openai_format import Message, split_conversation
     from kit.services.chat import ChatService
     from kit.services.retrieve import Retriever
     from kit.services.training.data import build_examples

@@ -16,7 +16,8 @@ import httpx
 import pytest
 from runtime_fixtures import serve
 
-from kit.server import Limits, build_server
+from kit.server.app import build_server
+from kit.server.settings import Limits
 
 pytestmark = pytest.mark.reliability
 QUESTIONS = ["How long do I have to return an item?", "What does the folding lantern cost?", "I want a real person"]

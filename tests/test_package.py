@@ -201,7 +201,7 @@ def test_the_ui_login_guards_the_ui_and_feedback_goes_where_configured(
 ) -> None:
     from runtime_fixtures import serve as serve_app
 
-    from kit.server import build_server
+    from kit.server.app import build_server
 
     monkeypatch.setenv("KIT_FEEDBACK_DB", str(tmp_path / "volume" / "feedback.sqlite3"))
     for url in serve_app(build_server(example_service, api_key="k", login=("shop", "pw"))):

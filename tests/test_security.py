@@ -19,7 +19,9 @@ from runtime_fixtures import Served, serve
 
 from kit.commands.serve import check_auth
 from kit.errors import KitError
-from kit.server import BusyGate, Limits, TokenBuckets, build_api
+from kit.server.guards import BusyGate, TokenBuckets
+from kit.server.routes import build_api
+from kit.server.settings import Limits
 from kit.services.chat import ChatService
 from kit.services.feedback import FeedbackStore
 from kit.services.pii import mask_pii
@@ -102,9 +104,9 @@ def test_bad_limit_in_the_environment_names_the_variable() -> None:
 def test_api_key_is_checked_in_constant_time_and_any_header_is_a_401(example_service, tmp_path) -> None:
     import inspect
 
-    import kit.server as server
+    from kit.server import guards
 
-    assert "hmac.compare_digest" in inspect.getsource(server.same_secret)
+    assert "hmac.compare_digest" in inspect.getsource(guards.same_secret)
     client = TestClient(api(example_service, tmp_path, Limits()))
     # Header values arrive as latin-1 bytes: non-ASCII ones once made compare_digest raise (a 500).
     for header in (b"Bearer wrong", b"Bearer kk", b"Basic k", "Bearer ké".encode(), b"Bearer \xff\xfe", b""):

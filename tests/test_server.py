@@ -155,7 +155,8 @@ def test_the_ui_keeps_at_most_ui_sessions_in_memory_and_the_newest_still_answers
     from gradio.routes import App
     from runtime_fixtures import serve
 
-    from kit.server import Limits, build_server
+    from kit.server.app import build_server
+    from kit.server.settings import Limits
 
     app = build_server(example_service, limits=Limits(ui_sessions=3, rate_per_minute=0))
     gradio_app = next(route.app for route in app.routes if isinstance(getattr(route, "app", None), App))
@@ -174,7 +175,8 @@ def test_the_idle_ui_queue_checks_for_work_every_50_ms_not_every_1_ms(example_se
     import gradio.queueing
     from gradio.routes import App
 
-    from kit.server import Limits, build_server
+    from kit.server.app import build_server
+    from kit.server.settings import Limits
     from kit.ui.app import QUEUE_POLL_S
 
     app = build_server(example_service, limits=Limits(queue_size=5))

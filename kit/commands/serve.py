@@ -4,7 +4,7 @@ Credentials come from the environment or from files (Docker secrets): ``KIT_API_
 ``KIT_API_KEY_FILE`` guard /v1; ``KIT_UI_USER`` and ``KIT_UI_PASSWORD`` (or ``KIT_UI_PASSWORD_FILE``)
 put a login in front of the UI. Bound to anything but loopback, the server refuses to start without
 both unless ``KIT_ALLOW_NO_AUTH=1`` says serving openly is intended. Limits on what a client may send
-and how often (``kit.server.Limits``) come from ``KIT_MAX_BODY_BYTES``, ``KIT_RATE_PER_MINUTE`` and the like.
+and how often (``kit.server.settings.Limits``) come from ``KIT_MAX_BODY_BYTES``, ``KIT_RATE_PER_MINUTE`` and the like.
 """
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ def run_server(domain_dir: str, host: str, port: int, api_key: str | None) -> No
     import uvicorn
 
     from kit.malloc import limit_arenas
-    from kit.server import Limits, build_server
+    from kit.server.app import build_server
+    from kit.server.settings import Limits
     from kit.services.chat import ChatService
 
     limit_arenas()  # before the engine's and the server's threads exist

@@ -23,7 +23,7 @@ with atheris.instrument_imports(include=["kit", "yaml", "pypdf", "bs4"]):
     import yaml  # noqa: F401
 
     import kit.domain
-    import kit.server
+    import kit.server.routes
     import kit.services.chunking
     import kit.services.guardrails
     import kit.services.loaders

@@ -1,0 +1,37 @@
+"""The composition root of `kit serve`: the feedback store, the API and the Gradio UI on one FastAPI app."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from kit.server.routes import build_api
+from kit.server.settings import FEEDBACK_DB_ENV, Limits
+from kit.services.chat import ChatService
+from kit.services.feedback import FeedbackStore
+
+
+def build_server(
+    service: ChatService,
+    api_key: str | None = None,
+    login: tuple[str, str] | None = None,
+    limits: Limits | None = None,
+) -> FastAPI:
+    """API at /v1 and the Gradio UI at /, on one FastAPI app; ``login`` puts a (user, password) form before the UI."""
+    import gradio as gr
+
+    from kit.ui.app import build_app, launch_kwargs
+
+    limits = limits or Limits()
+    db = os.environ.get(FEEDBACK_DB_ENV)
+    privacy = service.domain.spec.privacy
+    store = FeedbackStore(Path(db), privacy) if db else FeedbackStore.for_domain(service.domain.build_dir, privacy)
+    store.purge_daily()  # the store purged expired turns when it opened; then once a day
+    app = build_api(service, store, api_key, limits)
+    ui = build_app(service, store, queue_size=limits.queue_size)
+    ui.state_session_capacity = limits.ui_sessions  # Gradio keeps 10,000 sessions otherwise: memory grows with visits
+    return gr.mount_gradio_app(
+        app, ui, path="/", auth=login, max_file_size=limits.max_body_bytes, **launch_kwargs(service)
+    )

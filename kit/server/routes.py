@@ -1,0 +1,104 @@
+"""The ``/v1`` routes: ``GET /v1/models`` lists the domain; ``POST /v1/chat/completions`` answers the last user message
+with retrieval and guardrails (the domain's own system prompt and rules apply; a client's system messages are
+ignored), streamed or not."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from kit.components.llm import ContextOverflow
+from kit.errors import KitError
+from kit.server.guards import BusyGate, Guard, same_secret
+from kit.server.openai_format import (
+    CompletionRequest,
+    Message,
+    api_error,
+    completion_body,
+    split_conversation,
+    stream_events,
+)
+from kit.server.settings import Limits
+from kit.services.chat import ChatService
+from kit.services.feedback import FeedbackStore, new_conversation
+
+
+def build_api(
+    service: ChatService, store: FeedbackStore, api_key: str | None = None, limits: Limits | None = None
+) -> FastAPI:
+    """The FastAPI app with the ``/v1`` routes and the guards (the UI is mounted on it by ``build_server``)."""
+    limits = limits or Limits()
+    app = FastAPI(title=f"kit: {service.domain.spec.display_name}")
+    app.add_middleware(Guard, limits=limits, api_key=api_key)
+    model_id = service.domain.name
+    gate = BusyGate(limits.max_busy)
+
+    def authorised(request: Request) -> bool:
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        return api_key is None or same_secret(given, api_key)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own 422 echoes the input, which may hold NaN or Infinity (Python's JSON reader accepts
+        # them) and then cannot be written as JSON: a 500. Say what is wrong without echoing it.
+        problems = [
+            f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg', '')}" for e in exc.errors()
+        ]
+        return api_error(400, "invalid request: " + "; ".join(problems[:5]), "invalid_request_error")
+
+    def check_size(messages: list[Message]) -> str | None:
+        if len(messages) > limits.max_messages:
+            return f"too many messages: {len(messages)}, the limit is {limits.max_messages}"
+        longest = max(len(m.text()) for m in messages)
+        if longest > limits.max_message_chars:
+            return f"a message is {longest} characters long, the limit is {limits.max_message_chars}"
+        return None
+
+    @app.get("/v1/models")
+    def models(request: Request) -> Any:
+        if not authorised(request):
+            return api_error(401, "invalid or missing API key", "invalid_request_error", "invalid_api_key")
+        entry = {"id": model_id, "object": "model", "created": 0, "owned_by": "kit", "engine": service.engine.name}
+        return {"object": "list", "data": [entry]}
+
+    @app.post("/v1/chat/completions")
+    def chat_completions(body: CompletionRequest, request: Request) -> Any:
+        if not authorised(request):
+            return api_error(401, "invalid or missing API key", "invalid_request_error", "invalid_api_key")
+        too_big = check_size(body.messages)
+        if too_big:
+            return api_error(400, too_big, "invalid_request_error", "request_too_large")
+        if not gate.enter():
+            wait = gate.retry_after()
+            response = api_error(503, f"busy: {limits.max_busy} answers ahead; retry in {wait} s", "server_busy",
+                                 "server_busy")  # fmt: skip
+            response.headers["Retry-After"] = str(wait)
+            return response
+        started, streaming = time.monotonic(), False
+        try:
+            question, history = split_conversation(body.messages)
+            reply = service.ask(question, history)
+            cid = f"chatcmpl-{uuid.uuid4().hex}"
+            if body.stream:
+                streaming = True
+                events = stream_events(reply, model_id, cid, store, lambda: gate.leave(time.monotonic() - started))
+                return StreamingResponse(events, media_type="text/event-stream")
+            reply.finish()
+            store.record(new_conversation(), reply)
+            return completion_body(reply, model_id, cid)
+        except ValueError as exc:
+            return api_error(400, str(exc), "invalid_request_error")
+        except ContextOverflow as exc:
+            return api_error(400, str(exc), "invalid_request_error", "context_length_exceeded")
+        except KitError as exc:
+            return api_error(503, str(exc), "server_error")
+        finally:
+            if not streaming:
+                gate.leave(time.monotonic() - started)
+
+    return app

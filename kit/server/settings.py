@@ -1,0 +1,58 @@
+"""What one server accepts (``Limits``), each bound settable from the environment as KIT_<FIELD>."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import MutableMapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from kit.errors import KitError
+
+FEEDBACK_DB_ENV = "KIT_FEEDBACK_DB"  # where feedback goes instead of <domain>/build (a container's volume)
+LIMITS_ENV_PREFIX = "KIT_"  # Limits.max_busy is set by KIT_MAX_BUSY, and so on
+
+
+class Limits(BaseModel):
+    """What one server accepts. Each field can be set from the environment: KIT_<FIELD>, e.g. KIT_MAX_BUSY=4."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_body_bytes: int = Field(
+        default=256_000,
+        ge=1024,
+        description="Largest request body (an API call, a UI event or upload); larger is a 413.",
+    )
+    max_messages: int = Field(default=64, ge=1, description="Most messages in one chat completion request.")
+    max_message_chars: int = Field(
+        default=32_000, ge=1, description="Longest message in characters (the model's context bounds it further)."
+    )
+    rate_per_minute: float = Field(
+        default=60,
+        ge=0,
+        description="Requests a minute each client (its API key, else its IP address) may make; 0: off.",
+    )
+    rate_burst: int = Field(default=60, ge=1, description="Requests a client may make at once before the rate applies.")
+    max_busy: int = Field(
+        default=8, ge=1, description="API answers running or waiting for the model; beyond it a 503 with Retry-After."
+    )
+    queue_size: int = Field(default=64, ge=1, description="UI requests waiting in Gradio's queue; beyond it a 503.")
+    ui_sessions: int = Field(
+        default=1000,
+        ge=1,
+        description="UI sessions whose state (history, ~35 kB each) is kept in memory; the longest idle is dropped.",
+    )
+
+    @classmethod
+    def from_env(cls, environ: MutableMapping[str, str] | None = None) -> Limits:
+        """The defaults, overridden by KIT_<FIELD> variables; a bad value is a KitError naming the variable."""
+        env = os.environ if environ is None else environ
+        given = {name: env[LIMITS_ENV_PREFIX + name.upper()] for name in cls.model_fields
+                 if env.get(LIMITS_ENV_PREFIX + name.upper(), "").strip()}  # fmt: skip
+        try:
+            return cls.model_validate(given)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            var = LIMITS_ENV_PREFIX + str(first["loc"][0]).upper()
+            raise KitError(
+                f"{var}={given.get(str(first['loc'][0]))!r}: {first['msg']}", f"fix or unset {var}"
+            ) from None
