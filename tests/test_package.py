@@ -51,8 +51,9 @@ def fake_gguf(path: Path) -> Path:
 def test_the_context_holds_kit_the_domain_its_index_models_and_licences(shop: Path, tmp_path: Path) -> None:
     ctx = tmp_path / "ctx"
     staged = package.stage(load_domain(shop), ctx, wheel_dirs=[])
-    for rel in ("Dockerfile", "entrypoint.sh", "kit/pyproject.toml", "kit/constraints.txt", "kit/kit/cli.py",
-                "app/domain/domain.yaml", "app/domain/build/manifest.json", "app/models/gemma-3-270m-Q4_K_M.gguf",
+    for rel in ("Dockerfile", "entrypoint.sh", "leave_out.py", "kit/pyproject.toml", "kit/constraints.txt",
+                "kit/kit/cli.py", "app/models/all-MiniLM-L6-v2/model.safetensors", "app/domain/domain.yaml",
+                "app/domain/build/manifest.json", "app/models/gemma-3-270m-Q4_K_M.gguf",
                 "app/licences/gemma-3-270m/NOTICE", "app/licences/gemma-3-270m/GEMMA_TERMS.html",
                 "app/licences/all-MiniLM-L6-v2/LICENSE", "wheels/.keep"):  # fmt: skip
         assert (ctx / rel).is_file(), rel
@@ -62,7 +63,7 @@ def test_the_context_holds_kit_the_domain_its_index_models_and_licences(shop: Pa
     assert set(staged.licences) == {"gemma-3-270m", "all-MiniLM-L6-v2"} and not staged.unknown_licences
     info = json.loads((ctx / "app/PACKAGE.json").read_text())
     assert info["domain"] == "example-shop" and info["licences"] == staged.licences
-    assert load_domain(ctx / "app/domain").spec.model.gguf == "embedded"
+    assert load_domain(ctx / "app/domain").spec.model.gguf == load_domain(shop).spec.model.gguf  # named, not a path
 
 
 def test_the_embedded_models_licences_are_what_their_packages_ship() -> None:
