@@ -187,20 +187,19 @@ def api_client() -> Any:
 
     from kit.domain import load_domain
     from kit.server.routes import build_api
+    from kit.server.settings import Limits
+    from kit.services.admission import Admission
     from kit.services.chat import ChatService
     from kit.services.feedback import FeedbackStore
     from kit.services.guardrails import Guardrails
+    from kit.services.turns import TurnService
 
     domain = load_domain(workspace())
     service = ChatService(domain, FakeEngine(), FakeRetriever(), Guardrails(domain.spec))
     store = FeedbackStore(workspace() / "build" / "feedback.sqlite3")
-    try:  # thousands of requests from one client: the rate limit (a 429, tested by itself) would answer most
-        from kit.server.settings import Limits
-
-        app = build_api(service, store, API_KEY, limits=Limits(rate_per_minute=0))
-    except ImportError:
-        app = build_api(service, store, API_KEY)
-    return TestClient(app, raise_server_exceptions=True)
+    limits = Limits(rate_per_minute=0)  # thousands of requests from one client: a 429 (tested by itself) would answer
+    turns = TurnService(service, store, Admission(limits.max_busy))
+    return TestClient(build_api(turns, API_KEY, limits=limits), raise_server_exceptions=True)
 
 
 def api(body: bytes, authorised: bool = True) -> int:

@@ -11,7 +11,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,33 @@ def example_service(example_dir: Path, engine: Any) -> Any:
     from kit.services.chat import ChatService
 
     return ChatService.open(load_domain(example_dir), engine=engine)
+
+
+class PlantedEngine:
+    """An engine that 'answers' with fixed pieces, no model: optionally waiting on ``wait`` first (a busy model), and
+    raising ``fail`` after the pieces (a model that breaks mid-answer). ``entered`` is set when an answer begins."""
+
+    name = "planted"
+    n_ctx = 4096
+
+    def __init__(
+        self, pieces: Sequence[str] = ("Within ", "30 ", "days ", "[1]."), wait: threading.Event | None = None,
+        fail: Exception | None = None,
+    ) -> None:  # fmt: skip
+        self.pieces, self.wait, self.fail = list(pieces), wait, fail
+        self.entered = threading.Event()
+
+    def count_tokens(self, messages: Sequence[dict[str, str]]) -> int:
+        return sum(len(m["content"]) for m in messages) // 4 + 8
+
+    def stream(self, messages: Sequence[dict[str, str]], max_tokens: int | None = None, stop: Sequence[str] = ()
+               ) -> Iterator[str]:  # fmt: skip
+        self.entered.set()
+        if self.wait is not None:
+            self.wait.wait(timeout=30)
+        yield from self.pieces
+        if self.fail is not None:
+            raise self.fail
 
 
 def free_port() -> int:

@@ -198,15 +198,18 @@ def test_report_renders_in_headless_chromium(run_kit, indexed_example: Path, tmp
 def test_the_ui_tab_shows_the_latest_report(run_kit, indexed_example: Path) -> None:
     from kit.components.llm import ServerEngine
     from kit.domain import load_domain
+    from kit.services.admission import Admission
     from kit.services.chat import ChatService
     from kit.services.feedback import FeedbackStore
+    from kit.services.turns import TurnService
     from kit.settings import ModelSettings, OpenAIServer
     from kit.ui.app import ChatUI, build_app
 
     with openai_stub(canned) as (url, _):
         engine = ServerEngine(ModelSettings(server=OpenAIServer(base_url=url, model="big")))
         service = ChatService.open(load_domain(indexed_example), engine=engine)
-        ui = ChatUI(service, FeedbackStore(indexed_example / "build" / "feedback.sqlite3"))
+        turns = TurnService(service, FeedbackStore(indexed_example / "build" / "feedback.sqlite3"), Admission(1))
+        ui = ChatUI(turns)
         text, plot = ui.eval_report()
         assert text.startswith("No eval report yet — run: `kit eval ")
         assert plot is None
@@ -214,4 +217,4 @@ def test_the_ui_tab_shows_the_latest_report(run_kit, indexed_example: Path) -> N
     text, plot = ui.eval_report()
     assert text.startswith("# Eval report: example-shop") and "| big |" in text
     assert plot is not None and Path(plot).read_bytes().startswith(b"\x89PNG")
-    assert build_app(service, ui.store) is not None
+    assert build_app(turns) is not None

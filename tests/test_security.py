@@ -7,7 +7,7 @@ load); the file-route and auth-at-start cases use the real server and CLI. Figur
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,39 +15,20 @@ import httpx
 import pytest
 from conftest import ROOT
 from fastapi.testclient import TestClient
-from runtime_fixtures import Served, serve
+from runtime_fixtures import PlantedEngine, Served, serve
 
 from kit.commands.serve import check_auth
 from kit.errors import KitError
-from kit.server.guards import BusyGate, TokenBuckets
+from kit.server.guards import TokenBuckets
 from kit.server.routes import build_api
 from kit.server.settings import Limits
+from kit.services.admission import Admission, Busy
 from kit.services.chat import ChatService
 from kit.services.feedback import FeedbackStore
 from kit.services.pii import mask_pii
+from kit.services.turns import TurnService
 
 USER = [{"role": "user", "content": "How long do I have to return an item?"}]
-
-
-class PlantedEngine:
-    """An engine that 'answers' with fixed pieces, optionally waiting on an event first (a busy model)."""
-
-    name = "planted"
-    n_ctx = 4096
-
-    def __init__(
-        self, pieces: Sequence[str] = ("Within ", "30 ", "days ", "[1]."), wait: threading.Event | None = None
-    ):
-        self.pieces, self.wait = list(pieces), wait
-
-    def count_tokens(self, messages: Sequence[dict[str, str]]) -> int:
-        return sum(len(m["content"]) for m in messages) // 4 + 8
-
-    def stream(self, messages: Sequence[dict[str, str]], max_tokens: int | None = None, stop: Sequence[str] = ()
-               ) -> Iterator[str]:  # fmt: skip
-        if self.wait is not None:
-            self.wait.wait(timeout=30)
-        yield from self.pieces
 
 
 def planted(example_service: Any, engine: PlantedEngine | None = None) -> ChatService:
@@ -56,8 +37,9 @@ def planted(example_service: Any, engine: PlantedEngine | None = None) -> ChatSe
 
 
 def api(example_service: Any, tmp_path: Path, limits: Limits, key: str | None = "k", engine: Any = None) -> Any:
-    service = planted(example_service, engine)
-    return build_api(service, FeedbackStore(tmp_path / "fb.sqlite3"), api_key=key, limits=limits)
+    store = FeedbackStore(tmp_path / "fb.sqlite3")
+    turns = TurnService(planted(example_service, engine), store, Admission(limits.max_busy))
+    return build_api(turns, api_key=key, limits=limits)
 
 
 def auth(key: str = "k") -> dict[str, str]:
@@ -187,11 +169,14 @@ def test_a_saturated_api_says_busy_retry_at_once(example_service, tmp_path) -> N
         assert again.status_code == 200  # the place was given back when the stream ended
 
 
-def test_busy_gate_counts_places() -> None:
-    gate = BusyGate(2)
-    assert gate.enter() and gate.enter() and not gate.enter()
+def test_admission_counts_places() -> None:
+    gate = Admission(2)
+    gate.enter(), gate.enter()
+    with pytest.raises(Busy, match="busy: 2 answers ahead — retry in"):
+        gate.enter()
     gate.leave(3.0)
-    assert gate.enter() and gate.retry_after() >= 1
+    gate.enter()
+    assert gate.retry_after() >= 1
 
 
 # --- nothing on disk through the network -------------------------------------------------------------

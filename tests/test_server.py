@@ -139,10 +139,12 @@ def test_ten_concurrent_ui_sessions_get_their_own_answers(served: Served) -> Non
 def test_thumbs_are_stored_against_the_answer(served: Served) -> None:
     import gradio as gr
 
+    from kit.services.admission import Admission
+    from kit.services.turns import TurnService
     from kit.ui.app import ChatUI
 
     store = FeedbackStore.for_domain(served.service.domain.build_dir)
-    ui = ChatUI(served.service, store)
+    ui = ChatUI(TurnService(served.service, store, Admission(1)))
     updates = list(ui.respond(QUESTION, ui.greeting(), [], "conv-like", {}))
     turns = updates[-1][-1]
     ui.like(turns, gr.LikeData(None, {"index": 2, "value": "x", "liked": False}))

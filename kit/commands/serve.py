@@ -89,10 +89,12 @@ def run_server(domain_dir: str, host: str, port: int, api_key: str | None) -> No
 
     from kit.malloc import limit_arenas
     from kit.server.app import build_server
+    from kit.server.request_ids import log_request_ids
     from kit.server.settings import Limits
     from kit.services.chat import ChatService
 
     limit_arenas()  # before the engine's and the server's threads exist
+    log_request_ids()
     login = ui_login()
     check_auth(host, api_key, login)
     limits = Limits.from_env()
@@ -115,8 +117,9 @@ def command(domain_dir: str, host: str, port: int, api_key: str | None) -> None:
     $KIT_UI_PASSWORD, or *_FILE secrets), or KIT_ALLOW_NO_AUTH=1.
 
     Limits (environment): KIT_RATE_PER_MINUTE and KIT_RATE_BURST per client
-    (429 beyond), KIT_MAX_BUSY answers at once on the API and KIT_QUEUE_SIZE
-    on the UI (503 "busy, retry" beyond), KIT_MAX_BODY_BYTES (413 beyond),
+    (429 beyond), KIT_MAX_BUSY chat turns at once, UI and API together (a 503
+    "busy, retry" beyond), KIT_QUEUE_SIZE UI requests waiting in Gradio's
+    queue (503 beyond), KIT_MAX_BODY_BYTES (413 beyond),
     KIT_MAX_MESSAGES and KIT_MAX_MESSAGE_CHARS; KIT_UI_SESSIONS UI sessions
     kept in memory (the longest idle dropped beyond).
 

@@ -9,8 +9,10 @@ from fastapi import FastAPI
 
 from kit.server.routes import build_api
 from kit.server.settings import FEEDBACK_DB_ENV, Limits
+from kit.services.admission import Admission
 from kit.services.chat import ChatService
 from kit.services.feedback import FeedbackStore
+from kit.services.turns import TurnService
 
 
 def build_server(
@@ -19,7 +21,8 @@ def build_server(
     login: tuple[str, str] | None = None,
     limits: Limits | None = None,
 ) -> FastAPI:
-    """API at /v1 and the Gradio UI at /, on one FastAPI app; ``login`` puts a (user, password) form before the UI."""
+    """API at /v1 and the Gradio UI at /, on one FastAPI app, over one turn service (one feedback store, one
+    admission queue in front of the model); ``login`` puts a (user, password) form before the UI."""
     import gradio as gr
 
     from kit.ui.app import build_app, launch_kwargs
@@ -29,9 +32,10 @@ def build_server(
     privacy = service.domain.spec.privacy
     store = FeedbackStore(Path(db), privacy) if db else FeedbackStore.for_domain(service.domain.build_dir, privacy)
     store.purge_daily()  # the store purged expired turns when it opened; then once a day
-    app = build_api(service, store, api_key, limits)
-    ui = build_app(service, store, queue_size=limits.queue_size)
+    turns = TurnService(service, store, Admission(limits.max_busy))
+    app = build_api(turns, api_key, limits)
+    ui = build_app(turns, queue_size=limits.queue_size)
     ui.state_session_capacity = limits.ui_sessions  # Gradio keeps 10,000 sessions otherwise: memory grows with visits
     return gr.mount_gradio_app(
-        app, ui, path="/", auth=login, max_file_size=limits.max_body_bytes, **launch_kwargs(service)
+        app, ui, path="/", auth=login, max_file_size=limits.max_body_bytes, **launch_kwargs(turns)
     )

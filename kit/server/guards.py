@@ -1,5 +1,5 @@
-"""The guards every request passes before any route: a body-size limit (413) and a token bucket per client (429 with
-Retry-After), as ASGI middleware; and the count of answers in progress that says "busy, retry" (503) beyond a bound."""
+"""The guards every request passes before any route, as ASGI middleware: a body-size limit (413) and a token bucket
+per client (429 with Retry-After); a 503 without Retry-After (Gradio's "queue full") gets one."""
 
 from __future__ import annotations
 
@@ -51,33 +51,6 @@ class TokenBuckets:
             full = [c for c, (t, w) in self.buckets.items() if t + (now - w) * self.rate >= self.burst]
             for client in full:
                 del self.buckets[client]
-
-
-class BusyGate:
-    """Counts API answers running or waiting for the model; refuses more than ``capacity`` at once."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.busy = 0
-        self.seconds = 1.0  # a moving average of how long one answer holds its place
-        self.lock = threading.Lock()
-
-    def enter(self) -> bool:
-        with self.lock:
-            if self.busy >= self.capacity:
-                return False
-            self.busy += 1
-            return True
-
-    def leave(self, seconds: float) -> None:
-        with self.lock:
-            self.busy -= 1
-            self.seconds = 0.8 * self.seconds + 0.2 * seconds
-
-    def retry_after(self) -> int:
-        """Seconds until a place is likely free: the answers ahead, one at a time."""
-        with self.lock:
-            return max(1, math.ceil(self.seconds * max(1, self.busy) / 2))
 
 
 async def send_json(send: Send, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:

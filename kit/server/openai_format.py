@@ -1,19 +1,27 @@
-"""OpenAI's chat completion wire format: the request kit reads, the completion and the server-sent events it writes."""
+"""OpenAI's chat completion wire format: the request kit reads, the completion and the server-sent events it writes,
+and a failed turn as OpenAI's error (one mapping, before the answer or in the middle of a stream)."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Generator, Iterator
 from typing import Any, Literal
 
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from kit.components.chat_template import ChatMessage
-from kit.errors import KitError
-from kit.services.feedback import FeedbackStore, new_conversation
-from kit.services.reply import Reply, reply_json
+from kit.services.reply import reply_json
+from kit.services.turns import Turn, TurnError
+
+CONVERSATION_ID = r"^[A-Za-z0-9_.:-]+$"
+# A failed turn's code -> (HTTP status, OpenAI's error type).
+ERRORS = {
+    "context_length_exceeded": (400, "invalid_request_error"),
+    "server_busy": (503, "server_busy"),
+    "server_error": (503, "server_error"),
+}
 
 
 class Message(BaseModel):
@@ -29,6 +37,17 @@ class Message(BaseModel):
         return self.content or ""
 
 
+class KitOptions(BaseModel):
+    """kit's own request fields, under ``kit`` (with OpenAI's client: ``extra_body={"kit": {...}}``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    conversation: str | None = Field(
+        default=None, min_length=1, max_length=64, pattern=CONVERSATION_ID,
+        description="Thread this request into a conversation: the id an earlier answer gave in kit.conversation. "
+        "Without it a new conversation starts.",
+    )  # fmt: skip
+
+
 class CompletionRequest(BaseModel):
     """The fields of OpenAI's chat completion request that kit uses; others are accepted and ignored."""
 
@@ -36,11 +55,23 @@ class CompletionRequest(BaseModel):
     model: str = Field(default="", description="Model id; any value selects this server's domain.")
     messages: list[Message] = Field(min_length=1, description="The conversation, ending with the user.")
     stream: bool = Field(default=False, description="Stream server-sent events.")
+    kit: KitOptions = Field(default_factory=KitOptions, description="kit's own options (the conversation id).")
 
 
 def api_error(status: int, message: str, kind: str, code: str | None = None) -> JSONResponse:
     """An error in OpenAI's shape."""
     return JSONResponse({"error": {"message": message, "type": kind, "code": code}}, status_code=status)
+
+
+def turn_error_body(error: TurnError) -> dict[str, Any]:
+    """A failed turn as OpenAI's error object."""
+    return {"error": {"message": error.message, "type": ERRORS[error.code][1], "code": error.code}}
+
+
+def turn_error_response(error: TurnError) -> JSONResponse:
+    """A failed turn as an HTTP error: its status, and Retry-After when waiting helps."""
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
+    return JSONResponse(turn_error_body(error), status_code=ERRORS[error.code][0], headers=headers)
 
 
 def split_conversation(messages: list[Message]) -> tuple[str, list[ChatMessage]]:
@@ -51,50 +82,45 @@ def split_conversation(messages: list[Message]) -> tuple[str, list[ChatMessage]]
     return turns[-1]["content"], turns[:-1]
 
 
-def completion_body(reply: Reply, model: str, cid: str) -> dict[str, Any]:
-    """A finished reply as an OpenAI ``chat.completion`` object, plus ``sources`` and ``kit``."""
+def completion_body(turn: Turn, model: str, cid: str) -> dict[str, Any]:
+    """A finished turn as an OpenAI ``chat.completion`` object, plus ``sources`` and ``kit`` (with the conversation
+    id to send back to thread the next request)."""
+    assert turn.reply is not None
+    reply = turn.reply
     info = reply_json(reply)
+    kit = {k: info[k] for k in ("kind", "refused", "handoff", "rule", "cited", "withheld", "fallback", "checks")}
     return {
         "id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text}, "finish_reason": "stop"}],
-        "usage": usage(reply),
+        "usage": {
+            "prompt_tokens": reply.prompt_tokens,  # completion tokens: the model's tokens, before the guards
+            "completion_tokens": reply.tokens,
+            "total_tokens": reply.prompt_tokens + reply.tokens,
+        },
         "sources": info["sources"],
-        "kit": {k: info[k] for k in ("kind", "refused", "handoff", "rule", "cited", "withheld", "fallback", "checks")},
+        "kit": {**kit, "conversation": turn.conversation, "turn": turn.turn_id},
     }  # fmt: skip
 
 
-def usage(reply: Reply) -> dict[str, int]:
-    """OpenAI's token counts; completion tokens are the streamed pieces (one token each from llama.cpp)."""
-    return {
-        "prompt_tokens": reply.prompt_tokens,
-        "completion_tokens": reply.tokens,
-        "total_tokens": reply.prompt_tokens + reply.tokens,
-    }
-
-
-def stream_events(reply: Reply, model: str, cid: str, store: FeedbackStore, done: Callable[[], None]) -> Iterator[str]:
-    """Server-sent events: content deltas, then a final chunk with sources, then [DONE]; ``done`` runs at the end,
-    also when the client goes away."""
-    try:
-        yield from _events(reply, model, cid, store)
-    finally:
-        done()
-
-
-def _events(reply: Reply, model: str, cid: str, store: FeedbackStore) -> Iterator[str]:
+def stream_events(turn: Turn, model: str, cid: str) -> Iterator[str]:
+    """Server-sent events: content deltas, then a final chunk with sources, then [DONE]; a turn that fails in the
+    middle ends with an error event instead. The turn gives its place back when the stream ends or the client goes."""
     head = {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
     first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
     yield f"data: {json.dumps({**head, 'choices': [first]})}\n\n"
+    pieces = iter(turn)
     try:
-        for piece in reply:
+        for piece in pieces:
             delta = {"index": 0, "delta": {"content": piece}, "finish_reason": None}
             yield f"data: {json.dumps({**head, 'choices': [delta]})}\n\n"
-    except KitError as exc:
-        yield f"data: {json.dumps({'error': {'message': str(exc), 'type': 'server_error'}})}\n\n"
+    finally:
+        if isinstance(pieces, Generator):
+            pieces.close()
+    if turn.error is not None:
+        yield f"data: {json.dumps(turn_error_body(turn.error))}\n\n"
         return
-    store.record(new_conversation(), reply)
     last = {"index": 0, "delta": {}, "finish_reason": "stop"}
-    body = completion_body(reply, model, cid)
+    body = completion_body(turn, model, cid)
     extra = {"sources": body["sources"], "kit": body["kit"], "usage": body["usage"]}
     yield f"data: {json.dumps({**head, 'choices': [last], **extra})}\n\n"
     yield "data: [DONE]\n\n"

@@ -1,10 +1,9 @@
 """The ``/v1`` routes: ``GET /v1/models`` lists the domain; ``POST /v1/chat/completions`` answers the last user message
-with retrieval and guardrails (the domain's own system prompt and rules apply; a client's system messages are
-ignored), streamed or not."""
+through the turn service the UI uses too (retrieval, guardrails, the one admission queue, recording; the domain's own
+system prompt and rules apply, a client's system messages are ignored), streamed or not."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
@@ -12,9 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from kit.components.llm import ContextOverflow
-from kit.errors import KitError
-from kit.server.guards import BusyGate, Guard, same_secret
+from kit.server.guards import Guard, same_secret
 from kit.server.openai_format import (
     CompletionRequest,
     Message,
@@ -22,21 +19,21 @@ from kit.server.openai_format import (
     completion_body,
     split_conversation,
     stream_events,
+    turn_error_response,
 )
+from kit.server.request_ids import RequestIds
 from kit.server.settings import Limits
-from kit.services.chat import ChatService
-from kit.services.feedback import FeedbackStore, new_conversation
+from kit.services.turns import TurnService
 
 
-def build_api(
-    service: ChatService, store: FeedbackStore, api_key: str | None = None, limits: Limits | None = None
-) -> FastAPI:
-    """The FastAPI app with the ``/v1`` routes and the guards (the UI is mounted on it by ``build_server``)."""
+def build_api(service: TurnService, api_key: str | None = None, limits: Limits | None = None) -> FastAPI:
+    """The FastAPI app with the ``/v1`` routes, the guards and request ids (the UI is mounted on it by
+    ``build_server``)."""
     limits = limits or Limits()
     app = FastAPI(title=f"kit: {service.domain.spec.display_name}")
     app.add_middleware(Guard, limits=limits, api_key=api_key)
+    app.add_middleware(RequestIds)  # added last, so outermost: refusals by the guards carry an id too
     model_id = service.domain.name
-    gate = BusyGate(limits.max_busy)
 
     def authorised(request: Request) -> bool:
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
@@ -63,7 +60,7 @@ def build_api(
     def models(request: Request) -> Any:
         if not authorised(request):
             return api_error(401, "invalid or missing API key", "invalid_request_error", "invalid_api_key")
-        entry = {"id": model_id, "object": "model", "created": 0, "owned_by": "kit", "engine": service.engine.name}
+        entry = {"id": model_id, "object": "model", "created": 0, "owned_by": "kit", "engine": service.model}
         return {"object": "list", "data": [entry]}
 
     @app.post("/v1/chat/completions")
@@ -73,32 +70,19 @@ def build_api(
         too_big = check_size(body.messages)
         if too_big:
             return api_error(400, too_big, "invalid_request_error", "request_too_large")
-        if not gate.enter():
-            wait = gate.retry_after()
-            response = api_error(503, f"busy: {limits.max_busy} answers ahead; retry in {wait} s", "server_busy",
-                                 "server_busy")  # fmt: skip
-            response.headers["Retry-After"] = str(wait)
-            return response
-        started, streaming = time.monotonic(), False
         try:
             question, history = split_conversation(body.messages)
-            reply = service.ask(question, history)
-            cid = f"chatcmpl-{uuid.uuid4().hex}"
-            if body.stream:
-                streaming = True
-                events = stream_events(reply, model_id, cid, store, lambda: gate.leave(time.monotonic() - started))
-                return StreamingResponse(events, media_type="text/event-stream")
-            reply.finish()
-            store.record(new_conversation(), reply)
-            return completion_body(reply, model_id, cid)
         except ValueError as exc:
             return api_error(400, str(exc), "invalid_request_error")
-        except ContextOverflow as exc:
-            return api_error(400, str(exc), "invalid_request_error", "context_length_exceeded")
-        except KitError as exc:
-            return api_error(503, str(exc), "server_error")
-        finally:
-            if not streaming:
-                gate.leave(time.monotonic() - started)
+        turn = service.start(question, history, body.kit.conversation)
+        if turn.error is not None:
+            return turn_error_response(turn.error)
+        cid = f"chatcmpl-{uuid.uuid4().hex}"
+        if body.stream:
+            return StreamingResponse(stream_events(turn, model_id, cid), media_type="text/event-stream")
+        turn.finish()
+        if turn.error is not None:  # the model failed in the middle of the answer
+            return turn_error_response(turn.error)
+        return completion_body(turn, model_id, cid)
 
     return app

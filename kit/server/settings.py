@@ -33,7 +33,10 @@ class Limits(BaseModel):
     )
     rate_burst: int = Field(default=60, ge=1, description="Requests a client may make at once before the rate applies.")
     max_busy: int = Field(
-        default=8, ge=1, description="API answers running or waiting for the model; beyond it a 503 with Retry-After."
+        default=8,
+        ge=1,
+        description="Chat turns, UI and API together, running or waiting for the model; beyond it the API answers 503"
+        " with Retry-After and the UI says busy.",
     )
     queue_size: int = Field(default=64, ge=1, description="UI requests waiting in Gradio's queue; beyond it a 503.")
     ui_sessions: int = Field(

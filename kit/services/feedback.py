@@ -50,6 +50,11 @@ def new_conversation() -> str:
     return uuid.uuid4().hex
 
 
+def answer_shown(text: str, error: str = "") -> str:
+    """An answer as the customer saw it: the text written, then the error's sentence when the turn failed."""
+    return f"{text}\n\n⚠️ {error}".strip() if error else text
+
+
 class FeedbackStore:
     """One SQLite file; a connection per call, so threads (Gradio's workers) never share one."""
 
@@ -113,15 +118,17 @@ class FeedbackStore:
         """Stop the daily purge."""
         self._stop.set()
 
-    def record(self, conversation: str, reply: Reply) -> int:
+    def record(self, conversation: str, reply: Reply, error: str = "") -> int:
         """Store a finished turn as domain.yaml's privacy says (masked by default); its id, for a later rating, or
-        0 when transcripts are not stored."""
+        0 when transcripts are not stored. A turn that failed (``error``) is stored as kind "error", with what the
+        customer saw."""
         mode = self.privacy.store_transcripts
         if mode == "none":
             return 0
         clean = mask_pii if mode == "masked" else str
         sources = json.dumps([s.label() for s in reply.sources])
-        row = (conversation, time.time(), clean(reply.question), clean(reply.text), reply.kind, sources,
+        row = (conversation, time.time(), clean(reply.question), clean(answer_shown(reply.text, error)),
+               "error" if error else reply.kind, sources,
                reply.model, reply.ttft_s, reply.total_s)  # fmt: skip
         with self._db() as db:
             cur = db.execute(

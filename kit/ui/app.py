@@ -1,7 +1,8 @@
-"""The chat UI: Gradio Blocks over the chat and feedback services only.
+"""The chat UI: Gradio Blocks over the served chat turn (kit/services/turns.py) only.
 
 Per browser session it keeps the conversation id, the history as the model saw it (for KV-cache
-reuse) and the stored turn id of each answer (for thumbs up/down).
+reuse) and the stored turn id of each answer (for thumbs up/down). Admission, recording and errors
+are the turn service's, the same as the API's.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from typing import Any
 import gradio as gr
 
 from kit.components.chat_template import ChatMessage
-from kit.errors import KitError
-from kit.services.chat import ChatService
-from kit.services.feedback import FeedbackStore, new_conversation
+from kit.services.feedback import new_conversation
 from kit.services.reply import Reply
+from kit.services.turns import TurnService
 
 logger = logging.getLogger(__name__)
 
@@ -51,32 +51,35 @@ def status_markdown(reply: Reply) -> str:
 
 
 class ChatUI:
-    """Callbacks of the Blocks app, bound to one chat service and feedback store."""
+    """Callbacks of the Blocks app, bound to one turn service."""
 
-    def __init__(self, service: ChatService, store: FeedbackStore) -> None:
+    def __init__(self, service: TurnService) -> None:
         self.service = service
-        self.store = store
 
     def respond(
         self, message: str, chat: list[dict[str, Any]], history: list[ChatMessage], conv: str, turns: dict[str, int]
     ) -> Iterator[tuple[Any, ...]]:
-        """Stream one answer into the chat; then store it and show its sources and latency."""
+        """Stream one answer into the chat, then show its sources and latency; a failed turn (busy, too long for the
+        model, the model failing mid-answer) shows what was written and the error, and stays out of the history."""
         if not message.strip():
             yield "", chat, gr.skip(), gr.skip(), history, conv, turns
             return
-        conv = conv or new_conversation()
         chat = [*chat, {"role": "user", "content": message}, {"role": "assistant", "content": ""}]
-        try:
-            reply = self.service.ask(message, history)
-        except KitError as exc:  # e.g. a message longer than the model's context: say so in the chat
-            chat[-1] = {"role": "assistant", "content": f"⚠️ {exc}"}
+        turn = self.service.start(message, history, conv or None)
+        conv, reply = turn.conversation, turn.reply
+        if reply is None:
+            chat[-1] = {"role": "assistant", "content": turn.text}
             yield "", chat, "", gr.skip(), history, conv, turns
             return
         sources = sources_markdown(reply)
-        for piece in reply:
+        for piece in turn:
             chat[-1] = {"role": "assistant", "content": chat[-1]["content"] + piece}
             yield "", chat, sources, status_markdown(reply), history, conv, turns
-        turns = {**turns, str(len(chat) - 1): self.store.record(conv, reply)}
+        chat[-1] = {"role": "assistant", "content": turn.text}
+        turns = {**turns, str(len(chat) - 1): turn.turn_id}
+        if turn.error:
+            yield "", chat, sources, f"Model: `{reply.model}` · the answer failed", history, conv, turns
+            return
         history = [*history, *reply.history()]
         yield "", chat, sources_markdown(reply), status_markdown(reply), history, conv, turns
 
@@ -85,7 +88,7 @@ class ChatUI:
         index = data.index[0] if isinstance(data.index, list | tuple) else data.index
         turn = turns.get(str(index))
         if turn is not None:
-            self.store.rate(turn, bool(data.liked))
+            self.service.rate(turn, bool(data.liked))
 
     def eval_report(self) -> tuple[str, str | None]:
         """The domain's latest eval report (Markdown and plot), or how to make one."""
@@ -113,9 +116,10 @@ def theme(primary: str, secondary: str) -> gr.themes.Base:
     )
 
 
-def build_app(service: ChatService, store: FeedbackStore, queue_size: int = QUEUE_MAX) -> gr.Blocks:
-    """The Blocks app for a domain, queued: at most ``queue_size`` requests waiting, ``WORKERS`` running."""
-    ui, brand = ChatUI(service, store), service.domain.spec.ui
+def build_app(service: TurnService, queue_size: int = QUEUE_MAX) -> gr.Blocks:
+    """The Blocks app for a domain, queued: at most ``queue_size`` requests waiting, ``WORKERS`` running (their turns
+    then wait for the model in the admission queue the API shares)."""
+    ui, brand = ChatUI(service), service.domain.spec.ui
     with gr.Blocks(title=brand.title, analytics_enabled=False) as app:
         gr.Markdown(f"# {brand.title}\n{brand.description}")
         history, conv, turns = gr.State([]), gr.State(new_conversation), gr.State({})
@@ -127,7 +131,7 @@ def build_app(service: ChatService, store: FeedbackStore, queue_size: int = QUEU
                 if brand.example_questions:
                     gr.Examples(brand.example_questions, inputs=box, label="Try asking")
             with gr.Column(scale=2):
-                status = gr.Markdown(f"Model: `{service.engine.name}`", elem_id="kit-status")
+                status = gr.Markdown(f"Model: `{service.model}`", elem_id="kit-status")
                 sources = gr.Markdown("", elem_id="kit-sources")
         with gr.Tab("Eval report"):
             report_md, report_plot = (
@@ -154,7 +158,7 @@ def quiet_queue(app: gr.Blocks) -> gr.Blocks:
     return app
 
 
-def launch_kwargs(service: ChatService) -> dict[str, Any]:
+def launch_kwargs(service: TurnService) -> dict[str, Any]:
     """Theme and CSS for launch() or mount_gradio_app() (Gradio 6 takes them there)."""
     brand = service.domain.spec.ui
     css = f"#kit-sources {{ background: {brand.secondary_color}; padding: 0.5rem; border-radius: 8px; }}"
