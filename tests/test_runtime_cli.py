@@ -11,11 +11,13 @@ from pathlib import Path
 
 from runtime_fixtures import ROOT, tune_domain
 
+from kit.components.model_registry import lookup
+
 
 def test_prepare_assembles_the_model_and_loads_the_embedder(run_kit) -> None:
     result = run_kit("prepare")
     assert result.code == 0, result.err
-    assert "gemma-3-270m-Q4_K_M.gguf" in result.out and "embedding model: ready" in result.out
+    assert lookup("embedded").file in result.out and "embedding model: ready" in result.out  # the default model
 
 
 def test_ask_json_has_answer_sources_flags_and_timings(run_kit, example_dir: Path) -> None:
