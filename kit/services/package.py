@@ -37,7 +37,7 @@ from kit import __version__
 from kit.components.model_registry import GEMMA_TERMS, is_embedded, lookup
 from kit.domain import SPEC_FILE, Domain, load_domain
 from kit.errors import KitError
-from kit.settings import EMBEDDED
+from kit.settings import EMBEDDED, embedding_name
 
 if TYPE_CHECKING:
     from kit.components.model_registry import NamedModel
@@ -82,7 +82,11 @@ def check_shippable(domain: Domain) -> None:
             f"{domain.name} answers through a model server ({spec.model.server.base_url}); the image is offline",
             "set model.gguf to a local .gguf file (or 'embedded') in domain.yaml to package it",
         )
-    if spec.retrieval.embedding_model != EMBEDDED or spec.retrieval.reranker or spec.retrieval.server:
+    if (
+        embedding_name(spec.retrieval.embedding_model) != embedding_name(EMBEDDED)
+        or spec.retrieval.reranker
+        or spec.retrieval.server
+    ):
         raise KitError(
             "kit package ships the embedded embedding model and a local index only",
             "set retrieval.embedding_model to 'embedded' and remove retrieval.reranker and retrieval.server",

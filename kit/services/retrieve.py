@@ -13,7 +13,7 @@ from kit.chunk import Chunk
 from kit.components.keyword import KeywordIndex, identifiers
 from kit.domain import Domain
 from kit.errors import IndexMissing
-from kit.services.ingest import chunk_from_row, open_store, read_manifest
+from kit.services.ingest import chunk_from_row, index_domain, indexed_model, open_store, read_manifest, stale_model
 
 CANDIDATES = 30
 
@@ -36,14 +36,19 @@ class Retriever:
 
     @classmethod
     def open(cls, domain: Domain) -> Retriever:
-        """Load the index built by `kit index`; IndexMissing when there is none."""
+        """Load the index built by `kit index`; IndexMissing when there is none. An index built with another
+        embedding model than the domain names is indexed again first: its vectors cannot be searched."""
         from kit.components.embedding import Embedder
 
         manifest = read_manifest(domain)
         if manifest is None:
             raise IndexMissing(f"domain '{domain.name}' has no index yet", f"run: kit index {domain.root}")
+        if stale_model(domain, manifest) is not None:  # index_domain says so
+            index_domain(domain, progress=False)
+            manifest = read_manifest(domain)
+            assert manifest is not None
         chunks = [chunk_from_row(row) for row in manifest["chunks"]]
-        return cls(domain, chunks, open_store(domain), Embedder(manifest["embedding_model"]))
+        return cls(domain, chunks, open_store(domain), Embedder(indexed_model(manifest)))
 
     def retrieve(self, query: str, k: int | None = None, filters: dict[str, str] | None = None) -> list[Chunk]:
         """The k best chunks for a query, best first, optionally filtered on metadata."""
