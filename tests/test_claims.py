@@ -52,6 +52,10 @@ def test_an_uncited_sentence_gets_the_citation_of_the_document_holding_it() -> N
     assert result.decisions[0].startswith("cited [1] for \u201cThe Ridgeline 3 Backpacking Tent costs $389.00.")
     # a sentence that already cites keeps its own citation, right or wrong (the eval scores it)
     assert check("We do not ship to Canada [1].", "Canada?", GIVEN).text == "We do not ship to Canada [1]."
+    # streamed, a citation written after the full stop still closes its sentence (no second one is added)
+    pieces = iter(["The Ridgeline 3 Backpacking Tent is $389.00.", " [", "1", "]", " Enjoy", " camping!"])
+    got = "".join(streamed(pieces, ClaimCheck("How much is the Ridgeline 3?", GIVEN)))
+    assert got == "The Ridgeline 3 Backpacking Tent is $389.00. [1] Enjoy camping!"
     # a figure the document lacks: that document is not the one holding the sentence
     assert check("The warranty is 3 years and ships in the 50 US states.", "Warranty?", GIVEN).text.endswith(
         "50 US states."

@@ -33,7 +33,8 @@ from kit.services.prompt import CITE
 
 logger = logging.getLogger(__name__)
 
-SENTENCE_END = re.compile(r"(?<=[.!?])(?:\s*\[\d{1,2}\])*\s+(?=\S)|\n\s*\n")
+# a sentence ends after . ! or ? and the citations that close it: never before a "[" (a citation may be coming)
+SENTENCE_END = re.compile(r"(?<=[.!?])(?:\s*\[\d{1,2}\])*\s+(?=[^\s\[])|\n\s*\n")
 # a full stop that ends these does not end the sentence ("9:00 a.m. to 5:00 p.m.", "e.g. a tent")
 ABBREVIATION = re.compile(r"(?:\b(?:[a-z]\.){2,}|\b(?:vs|approx|dr|mr|mrs|ms|mt)\.)$", re.IGNORECASE)
 URL = re.compile(r"\bhttps?://[^\s)\]>]+|\bwww\.[^\s)\]>]+", re.IGNORECASE)
