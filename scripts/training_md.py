@@ -113,7 +113,8 @@ def main() -> None:
         f"# How `adapters/{info['preset']}.gguf` was trained",
         "",
         "A LoRA adapter for the embedded Gemma 3 270M, trained with the kit itself on this template's "
-        "`data/train.jsonl` and loaded by `domain.yaml` (`model.adapters`) on the Q4_K_M base. Made with:",
+        "`data/train.jsonl`, for the Q4_K_M base (`model.gguf: embedded:gemma-3-270m`, `model.adapters`; the "
+        "template itself runs the untuned default model, see the comment in `domain.yaml`). Made with:",
         "",
         "```bash",
         f"STEPS={steps} LR={hp['lr']:g} scripts/train-adapters {domain.name}",
