@@ -143,6 +143,10 @@ def test_prepare_assembles_checks_and_then_only_verifies(run_kit, tmp_path: Path
     assert not list(tmp_path.glob(".*"))  # no temporary file left
     again = run_kit("prepare", "--model", SMOL)
     assert again.code == 0 and "verified" in again.out
+    # an image's cache: every model in it is checked, and no other (none of their packages is needed)
+    cached = run_kit("prepare", "--cached")
+    assert cached.code == 0, cached.err
+    assert cached.out.count("language model: ") == 3 and f"{SMOL_MODEL.file} (98 MB, verified" in cached.out
 
 
 def test_prepare_help_lists_the_models(run_kit) -> None:
