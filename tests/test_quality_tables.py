@@ -51,3 +51,22 @@ def test_a_run_of_one_split_keeps_the_other_splits_answers(tmp_path: Path) -> No
     save(tmp_path, "shop", {"model": "m", "results": [_row("dev", True, id="y")]})
     assert [(a["split"], a["id"], a["passed"]) for a in load(jsonl)] == [("heldout", "x", True), ("dev", "y", True)]
     assert "## Failed: 0 of 2" in md.read_text()
+
+
+def test_the_models_table_takes_quality_from_the_answers_and_speed_from_the_bench(tmp_path: Path) -> None:
+    import json
+
+    from kit.services.evaluation.results import MODELS_BEGIN, MODELS_END, models_table, models_updated
+
+    results = tmp_path / "domains" / "shop" / "eval" / "results"
+    results.mkdir(parents=True)
+    rows = [_row("heldout", True), _row("heldout", False, invented=["$9"], why=["invented $9"]), _row("dev", False)]
+    (results / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    figures = [{"model": "m", "template": "shop", "ttft_s": 4.26, "tokens_per_s": 21.04, "peak_rss_mb": 2231.6,
+                "model_size_mb": 1065.6}]  # fmt: skip
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    (tmp_path / "bench" / "results" / "models.json").write_text(json.dumps(figures), encoding="utf-8")
+    lines = models_table(tmp_path)
+    assert lines[2] == "| m | shop | 2 | 50% | 1 | 0 | n/a | 100% | n/a | 0% | 4.3 | 21 | 2232 | 1066 |"
+    text = f"a\n{MODELS_BEGIN}\nold\n{MODELS_END}\nb\n"
+    assert models_updated(text, tmp_path) == f"a\n{MODELS_BEGIN}\n\n" + "\n".join(lines) + f"\n\n{MODELS_END}\nb\n"

@@ -114,7 +114,10 @@ def models_table(repo: Path) -> list[str]:
         body.append(
             [f["model"], f["template"], str(held.get("items", 0))]
             + [cell(held.get(k), t) for k, _, t in MODEL_COLUMNS]
-            + [cell(f.get(k), t) for k, _, t in MODEL_SPEED]
+            + [
+                cell(round(f[k], 1 if k in ("ttft_s", "tokens_per_s") else None) if f.get(k) is not None else None, t)
+                for k, _, t in MODEL_SPEED
+            ]
         )
     return md_lines((header, body))
 
