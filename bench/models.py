@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kit.components.model_registry import MODELS  # noqa: E402
-from kit.services.evaluation.results import FOLDER, MODELS_JSON  # noqa: E402
+from kit.services.evaluation.results import FOLDER, MODELS_JSON, load, save  # noqa: E402
 
 KIT = str(Path(sys.executable).parent / "kit")
 TEMPLATES = ("retail", "clinic", "travel")
@@ -78,11 +78,9 @@ def run_one(variant: str, template: Path, limit: int | None) -> dict[str, Any] |
         command += ["--limit", str(limit)] if limit else []
         started = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True)
-        target = template / FOLDER
         if not limit:  # a partial run is a smoke test, never committed
-            target.mkdir(parents=True, exist_ok=True)
-            for results in (copy / FOLDER).glob("*"):
-                shutil.copy(results, target / results.name)
+            for results in (copy / FOLDER).glob("*.jsonl"):  # the held-out answers; the dev ones already there stay
+                save(template, template.name, {"model": load(results)[0]["model"], "results": load(results)})
         if done.returncode not in (0, 1):  # 1: the gate failed, the figures are still there
             raise SystemExit(f"kit eval failed on {template.name} with {variant}:\n{done.stderr[-2000:]}")
         printed = json.loads(done.stdout)  # {model label: its figures, "safety": the guardrails' (when it has a set)}
