@@ -136,22 +136,27 @@ class Contact(Strict):
     hours: str | None = Field(default=None, description="When the contact is reachable.")
 
 
-class HandoffTrigger(Strict):
-    """One reason to hand the conversation to a person."""
+class Screened(Strict):
+    """What fires a hand-off trigger or a rule: a pattern that matches, or a message close to an example."""
 
-    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Short identifier, e.g. 'human' or 'complaint'.")
-    description: str = Field(min_length=1, description="When this trigger applies, in plain words.")
     patterns: list[str] = Field(
         default_factory=list, description="Case-insensitive phrases or regular expressions that fire it."
     )
     examples: list[str] = Field(
         default_factory=list,
-        description="Messages that should fire it, as customers write them; a message whose embedding is at least "
-        "`threshold` close to one of them fires it too.",
+        description="Messages that should fire it, as people write them (typos, other languages); a message whose "
+        "embedding is at least `threshold` close to one of them fires it too.",
     )
     threshold: float = Field(
         default=EXAMPLE_THRESHOLD, ge=0, le=1, description="Cosine similarity to an example from which it fires."
     )
+
+
+class HandoffTrigger(Screened):
+    """One reason to hand the conversation to a person."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Short identifier, e.g. 'human' or 'complaint'.")
+    description: str = Field(min_length=1, description="When this trigger applies, in plain words.")
     message: str | None = Field(
         default=None,
         description="Message for this trigger instead of handoff.message (e.g. refills go to another team); "
@@ -176,24 +181,11 @@ class Handoff(Strict):
     triggers: list[HandoffTrigger] = Field(min_length=1, description="What starts a hand-off.")
 
 
-class Rule(Strict):
+class Rule(Screened):
     """A hard rule: always in the prompt, and enforced around the model when it has patterns."""
 
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Short identifier, e.g. 'emergency'.")
     instruction: str = Field(min_length=1, description="The rule as told to the model.")
-    patterns: list[str] = Field(
-        default_factory=list,
-        description="Case-insensitive phrases or regular expressions; when one matches, `response` is "
-        "given before anything else.",
-    )
-    examples: list[str] = Field(
-        default_factory=list,
-        description="Messages that should fire the rule, as people write them (typos, other languages); a message "
-        "whose embedding is at least `threshold` close to one of them fires it too.",
-    )
-    threshold: float = Field(
-        default=EXAMPLE_THRESHOLD, ge=0, le=1, description="Cosine similarity to an example from which it fires."
-    )
     response: str | None = Field(default=None, description="Fixed answer when a pattern or an example matches.")
 
     @model_validator(mode="after")
