@@ -87,3 +87,26 @@ def test_transcripts_kept_as_the_privacy_section_says(tmp_path: Path) -> None:
     none = FeedbackStore(tmp_path / "n.sqlite3", Privacy(store_transcripts="none"))
     assert none.record(new_conversation(), make_reply(said, "Thanks.")) == 0
     assert none.turns() == [] and b"Jane" not in (tmp_path / "n.sqlite3").read_bytes()
+
+
+def test_a_store_an_older_kit_wrote_is_migrated_and_keeps_its_turns(tmp_path: Path) -> None:
+    path = tmp_path / FILE
+    with sqlite3.connect(path) as db:  # the table as the first kit wrote it, with one turn
+        db.executescript(
+            "CREATE TABLE turns (id INTEGER PRIMARY KEY AUTOINCREMENT, conversation TEXT NOT NULL, created REAL NOT"
+            " NULL, question TEXT NOT NULL, answer TEXT NOT NULL, kind TEXT NOT NULL, sources TEXT NOT NULL, model TEXT"
+            " NOT NULL, ttft_s REAL, total_s REAL, rating INTEGER);"
+            "INSERT INTO turns (conversation, created, question, answer, kind, sources, model)"
+            " VALUES ('old', 1.0, 'Returns?', 'Within 30 days.', 'answer', '[]', 'm');"
+        )
+    store = FeedbackStore(path, Privacy(store_transcripts="full"))
+    reply = make_reply("Shipping?", "Free over $50.")
+    reply.evidence, reply.withheld = 0.42, "a phone number the documents do not hold"
+    store.record("new", reply)
+    old, new = store.turns()
+    assert (old["question"], old["evidence"], old["withheld"]) == ("Returns?", None, "")
+    assert (new["evidence"], new["withheld"]) == (0.42, "a phone number the documents do not hold")
+    FeedbackStore(path)  # opening it again changes nothing
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (1,)
+        assert db.execute("SELECT count(*) FROM turns").fetchone() == (2,)

@@ -83,13 +83,14 @@ class ChatService:
             return self._fixed(question, verdict, started)
         history = with_documents(history, self.retriever.retrieve)
         chunks, verdict = self._retrieve_in_scope(question, history)
+        evidence = max((c.similarity for c in chunks if c.similarity is not None), default=None)
         if verdict.kind != "answer":
-            return self._fixed(question, verdict, started)
+            return self._fixed(question, verdict, started, evidence)
         messages, chunks = fit(self.engine, self.system, history, question, chunks, self.reserve)
         reply = Reply(
             question=question, kind="answer", reason="", sources=refs(chunks), sent=messages[-1],
             model=self.engine.name, started=started, prompt_tokens=self.engine.count_tokens(messages),
-            given="\n".join(m["content"] for m in messages),
+            given="\n".join(m["content"] for m in messages), evidence=evidence,
         )  # fmt: skip
         pieces = until_phantom_citation(_timed(self.engine.stream(messages, stop=PROMPT_MARKERS), reply), len(chunks))
         if self.domain.spec.model.claim_check:
@@ -117,11 +118,11 @@ class ChatService:
         joined_verdict = self.guardrails.scope(joined, joined_chunks)
         return (joined_chunks, joined_verdict) if joined_verdict.kind == "answer" else (chunks, verdict)
 
-    def _fixed(self, question: str, verdict: Verdict, started: float) -> Reply:
+    def _fixed(self, question: str, verdict: Verdict, started: float, evidence: float | None = None) -> Reply:
         sent = ChatMessage(role="user", content=question)
         return Reply(
             question=question, kind=verdict.kind, reason=verdict.reason, sources=[], sent=sent,
-            model="guardrails", pieces=iter([verdict.message]), started=started,
+            model="guardrails", pieces=iter([verdict.message]), started=started, evidence=evidence,
         )  # fmt: skip
 
     def greeting(self) -> str:

@@ -43,6 +43,18 @@ CREATE TABLE IF NOT EXISTS turns (
 );
 CREATE INDEX IF NOT EXISTS turns_conversation ON turns(conversation);
 """
+# Changes to a store written by an older kit, in order; PRAGMA user_version counts those applied. Only columns with a
+# default are added, so an older kit still reads and writes a migrated file.
+MIGRATIONS = [
+    # 1: what the console's content gaps and filters read: the best retrieval similarity (None where nothing was
+    # retrieved, as in turns recorded before), why the output guard withheld an answer, why a reply was fixed.
+    """
+    ALTER TABLE turns ADD COLUMN evidence REAL;
+    ALTER TABLE turns ADD COLUMN withheld TEXT NOT NULL DEFAULT '';
+    ALTER TABLE turns ADD COLUMN reason TEXT NOT NULL DEFAULT '';
+    CREATE INDEX IF NOT EXISTS turns_created ON turns(created);
+    """,
+]
 
 
 def new_conversation() -> str:
@@ -63,8 +75,7 @@ class FeedbackStore:
         self.privacy = privacy or Privacy()
         self._stop = threading.Event()
         path.parent.mkdir(parents=True, exist_ok=True)
-        with self._db() as db:
-            db.executescript(SCHEMA)
+        self._migrate()
         self.purge()
 
     @classmethod
@@ -78,6 +89,27 @@ class FeedbackStore:
             db.execute("PRAGMA secure_delete = ON")  # a deleted row's bytes are overwritten, not left in free pages
             with db:
                 yield db
+        finally:
+            db.close()
+
+    def _migrate(self) -> None:
+        """Create the table, or bring one an older kit wrote up to date; one writer at a time does it."""
+        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _statements(SCHEMA):
+                    db.execute(statement)
+                version = int(db.execute("PRAGMA user_version").fetchone()[0])
+                for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                    for statement in _statements(script):
+                        db.execute(statement)
+                    db.execute(f"PRAGMA user_version = {number}")
+                    logger.info("feedback store %s migrated to version %d", self.path, number)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
         finally:
             db.close()
 
@@ -128,12 +160,12 @@ class FeedbackStore:
         clean = mask_pii if mode == "masked" else str
         sources = json.dumps([s.label() for s in reply.sources])
         row = (conversation, time.time(), clean(reply.question), clean(answer_shown(reply.text, error)),
-               "error" if error else reply.kind, sources,
-               reply.model, reply.ttft_s, reply.total_s)  # fmt: skip
+               "error" if error else reply.kind, sources, reply.model, reply.ttft_s, reply.total_s,
+               reply.evidence, reply.withheld, reply.reason)  # fmt: skip
         with self._db() as db:
             cur = db.execute(
-                "INSERT INTO turns (conversation, created, question, answer, kind, sources, model, ttft_s, total_s)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO turns (conversation, created, question, answer, kind, sources, model, ttft_s, total_s,"
+                " evidence, withheld, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
             return int(cur.lastrowid or 0)
@@ -151,3 +183,8 @@ class FeedbackStore:
         with self._db() as db:
             db.row_factory = sqlite3.Row
             return [dict(r) for r in db.execute(query + " ORDER BY id", args)]
+
+
+def _statements(script: str) -> list[str]:
+    """The statements of a script, to run one by one inside the caller's transaction (executescript commits)."""
+    return [part.strip() for part in script.split(";") if part.strip()]

@@ -51,6 +51,7 @@ class Reply:
     prompt_tokens: int = 0  # the whole prompt the model read (system prompt, history, documents, question)
     given: str = field(default="", repr=False)  # that prompt's text: what the model may copy facts from
     claims: ClaimCheck | None = field(default=None, repr=False)  # what the claim check kept, dropped and why
+    evidence: float | None = None  # the best retrieved chunk's cosine similarity to the question; None: no retrieval
 
     @property
     def tokens(self) -> int:
