@@ -16,6 +16,7 @@ from kit.validation.yaml_lines import Located
 
 SPEC_FILE = "domain.yaml"
 BUILD_DIR = "build"
+CORRECTIONS = "data/corrections.jsonl"  # answers the owner corrected in the console; trained on with the rest
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,11 @@ class Domain:
     def rel(self, path: Path) -> str:
         """``path`` relative to the domain folder, with forward slashes."""
         return _rel(self.root, path)
+
+    @property
+    def conversation_files(self) -> list[str]:
+        """The training conversation files: those the spec names, and the owner's corrections once there are any."""
+        return conversation_files(self.root, self.spec.training)
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,13 @@ class Draft:
     def rel(self, path: Path) -> str:
         """``path`` relative to the domain folder, with forward slashes."""
         return _rel(self.root, path)
+
+
+def conversation_files(root: Path, training: Training | None) -> list[str]:
+    """``training.conversations``, then ``CORRECTIONS`` when that file exists in ``root`` and is not named already."""
+    named = list(training.conversations) if training else []
+    extra = [CORRECTIONS] if (root / CORRECTIONS).is_file() and CORRECTIONS not in named else []
+    return named + extra
 
 
 def _path(root: Path, rel: str) -> Path:

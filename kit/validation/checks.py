@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from kit.domain import Domain, Draft, source_files
+from kit.domain import Domain, Draft, conversation_files, source_files
 from kit.errors import Problem
 from kit.records import Conversation, EvalItem, FaqEntry, SafetyItem
 from kit.settings import Evaluation, Source, TableSchema
@@ -38,7 +38,7 @@ def _got(what: str) -> str:
 def check_conversations(draft: Draft) -> list[Problem]:
     """Every training conversation file: JSON, roles, content, ends with the assistant (none without `training`)."""
     problems: list[Problem] = []
-    for rel in draft.training.conversations if draft.training else []:
+    for rel in conversation_files(draft.root, draft.training):
         _, found = read_jsonl(draft.path(rel), rel, Conversation, describe_message)
         problems += found
     return problems

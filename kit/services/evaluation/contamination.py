@@ -61,9 +61,9 @@ def jaccard(a: str, b: str) -> float:
 
 
 def training_turns(domain: Domain) -> list[Text]:
-    """Every user turn of every training conversation file domain.yaml names."""
+    """Every user turn of every training conversation file (those domain.yaml names, and the corrections)."""
     turns: list[Text] = []
-    for rel in domain.spec.training.conversations:
+    for rel in domain.conversation_files:
         records, _ = read_jsonl(domain.path(rel), rel, Conversation)
         for line, conversation in records:
             turns += [Text(f"{rel}:{line}", m.content) for m in conversation.messages if m.role == "user"]

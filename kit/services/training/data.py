@@ -54,7 +54,7 @@ def read_conversations(domain: Domain) -> list[tuple[str, Conversation]]:
 
     found: list[tuple[str, Conversation]] = []
     problems: list[Problem] = []
-    for rel in domain.spec.training.conversations:
+    for rel in domain.conversation_files:
         records, bad = read_jsonl(domain.path(rel), rel, Conversation)
         found += [(f"{rel}:{line}", conv) for line, conv in records]
         problems += bad

@@ -135,7 +135,7 @@ def start(
         "kit_version": __version__, "domain": domain.name, "domain_dir": str(domain.root), "preset": preset_name,
         "hparams": preset.model_dump(), "base": str(base_name), "base_dir": str(base_dir),
         "chat_template": template, "train_examples": len(train), "val_examples": len(val),
-        "data_sha256": {rel: file_sha256(domain.path(rel)) for rel in domain.spec.training.conversations},
+        "data_sha256": {rel: file_sha256(domain.path(rel)) for rel in domain.conversation_files},
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "finished": False, "step": 0,
     }  # fmt: skip
     run.save_info()
