@@ -9,6 +9,7 @@ through the validation context ``{"root": Path}``.
 from __future__ import annotations
 
 import re
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -127,13 +128,84 @@ class Scope(Strict):
     )
 
 
+HOURS_RANGE = r"^([01]\d|2[0-3]):[0-5]\d-(([01]\d|2[0-3]):[0-5]\d|24:00)$"
+AFTER_HOURS_MESSAGE = (
+    "Our team is away right now and back {back}. Leave your name, an e-mail address or phone number and your "
+    "question below, and they will get back to you."
+)
+
+
+def _time_zone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone '{value}'; use an IANA name such as 'America/Los_Angeles'") from None
+    return value
+
+
+def _hours_ranges(value: list[str]) -> list[str]:
+    for item in value:
+        if not re.fullmatch(HOURS_RANGE, item):
+            raise ValueError(f"'{item}' is not an opening range; write it as HH:MM-HH:MM, e.g. 09:00-17:30")
+        start, end = item.split("-")
+        if start == end:
+            raise ValueError(f"'{item}' opens and closes at the same time; remove it or give a real range")
+    return value
+
+
+DayRanges = Annotated[list[str], AfterValidator(_hours_ranges)]
+
+
+class OpeningHours(Strict):
+    """When the hand-off contact is staffed, machine-readable: outside these hours a hand-off says when the team is
+    back and offers a lead form instead (kit/services/hours.py). Each weekday lists ranges in local time; a range
+    that ends before it starts runs past midnight (22:00-02:00). A day left out is closed."""
+
+    timezone: Annotated[str, AfterValidator(_time_zone)] = Field(
+        description="IANA time zone the hours are in, e.g. America/Los_Angeles (daylight saving follows it)."
+    )
+    monday: DayRanges = Field(default_factory=list, description="Opening ranges on Mondays, e.g. [09:00-17:30].")
+    tuesday: DayRanges = Field(default_factory=list, description="Opening ranges on Tuesdays.")
+    wednesday: DayRanges = Field(default_factory=list, description="Opening ranges on Wednesdays.")
+    thursday: DayRanges = Field(default_factory=list, description="Opening ranges on Thursdays.")
+    friday: DayRanges = Field(default_factory=list, description="Opening ranges on Fridays.")
+    saturday: DayRanges = Field(default_factory=list, description="Opening ranges on Saturdays.")
+    sunday: DayRanges = Field(default_factory=list, description="Opening ranges on Sundays.")
+    holidays: list[date] = Field(
+        default_factory=list, description="Dates (YYYY-MM-DD, local) closed all day whatever the weekday says."
+    )
+    after_hours_message: str = Field(
+        default=AFTER_HOURS_MESSAGE,
+        min_length=1,
+        description="Said by a hand-off outside the hours, with the lead form; {back} is replaced by the next "
+        "opening (e.g. 'Monday 7 December at 09:00 Pacific time'), {contact} by the contact details.",
+    )
+
+    @model_validator(mode="after")
+    def _some_opening(self) -> OpeningHours:
+        if not any(getattr(self, day) for day in WEEKDAYS):
+            raise ValueError("opening_hours lists no opening on any weekday; add ranges or remove opening_hours")
+        return self
+
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
 class Contact(Strict):
     """Where a hand-off sends the customer."""
 
     name: str = Field(min_length=1, description="Team or person the customer is handed to.")
     email: str | None = Field(default=None, description="Contact e-mail address.")
     phone: str | None = Field(default=None, description="Contact phone number.")
-    hours: str | None = Field(default=None, description="When the contact is reachable.")
+    hours: str | None = Field(default=None, description="When the contact is reachable, as customers read it.")
+    opening_hours: OpeningHours | None = Field(
+        default=None,
+        description="The same hours, machine-readable: outside them a hand-off that uses handoff.message says when "
+        "the team is back and offers a lead form (a trigger with its own message, and every rule, are unchanged). "
+        "None: always staffed.",
+    )
 
 
 class Screened(Strict):
@@ -446,6 +518,22 @@ class Privacy(Strict):
     )
 
 
+def _origin(value: str) -> str:
+    if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?", value):
+        raise ValueError(f"'{value}' is not an origin; write scheme://host[:port], e.g. https://shop.example.com")
+    return value
+
+
+class Serve(Strict):
+    """What `kit serve` grants to other web sites (the website widget)."""
+
+    allowed_origins: list[Annotated[str, AfterValidator(_origin)]] = Field(
+        default_factory=list,
+        description="Web sites (scheme://host[:port], no path) whose pages may run the chat widget (/widget.js): "
+        "they get the CORS grant on the widget's routes; any other origin is refused.",
+    )
+
+
 class DomainSpec(Strict):
     """A whole domain: everything that differs between one assistant and another."""
 
@@ -461,6 +549,7 @@ class DomainSpec(Strict):
     eval: Evaluation = Field(description="Eval set and gate.")
     ui: Branding = Field(description="Chat UI branding.")
     privacy: Privacy = Field(default_factory=Privacy, description="What is kept of conversations, and for how long.")
+    serve: Serve = Field(default_factory=Serve, description="What `kit serve` grants to other web sites.")
 
     @model_validator(mode="after")
     def _unique_ids(self) -> DomainSpec:
