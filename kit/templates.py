@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 from kit.errors import KitError
-
-SHIPPED = ("retail", "clinic", "travel")
+from kit.shipped import TEMPLATES as SHIPPED
+from kit.shipped import shipped_root
 
 
 def templates_root() -> Path:
@@ -15,7 +15,7 @@ def templates_root() -> Path:
     override = os.environ.get("KIT_TEMPLATES")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parent.parent / "domains"
+    return shipped_root() / "domains"
 
 
 def template_dir(template: str) -> Path:

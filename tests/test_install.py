@@ -205,3 +205,66 @@ def test_a_fresh_pip_install_serves_indexes_and_hints(tmp_path: Path, example_co
     assert found.returncode == 0 and "docs/policies.md" in found.stdout
     hint = subprocess.run([kit, "finetune", str(example_copy)], **run)  # type: ignore[call-overload]
     assert hint.returncode == 1 and hint.stderr.strip() == HINT
+
+
+def test_a_wheel_install_carries_the_templates_and_kit_new_works_outside_a_checkout(tmp_path: Path) -> None:
+    """The wheel is built from the tracked files alone (a clean clone's), installed away from the checkout, and
+    `kit new` makes a shop from it; the image's build context comes from the wheel's copy of the project files."""
+    source = tmp_path / "source"
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    for name in filter(None, tracked.decode().split("\0")):
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            (source / name).write_bytes((ROOT / name).read_bytes())
+    wheels, site = tmp_path / "wheels", tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(source)], check=True)
+    (wheel,) = wheels.glob("kit-*.whl")
+    import zipfile
+
+    names = zipfile.ZipFile(wheel).namelist()
+    for needed in (
+        "kit/_shipped/domains/retail/domain.yaml",
+        "kit/_shipped/domains/clinic/docs/",
+        "kit/_shipped/data_templates/README.md",
+        "kit/_shipped/docker/Dockerfile",
+        "kit/_shipped/pyproject.toml",
+        "kit/presets/",
+        "kit/synth_templates/",
+    ):
+        assert any(n.startswith(needed) for n in names), f"the wheel lacks {needed}"
+    assert not [n for n in names if "/eval/results/" in n or "/build/" in n or n.endswith(".pyc")]
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True)
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    env.pop("KIT_TEMPLATES", None)
+    context = tmp_path / "context"
+    context.mkdir()
+    stage = f"import kit, kit.services.package as p; print(kit.__file__); p.stage_kit(p.Path('{context}'))"
+    where = subprocess.run(
+        [sys.executable, "-c", stage],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert where == [str(site / "kit" / "__init__.py")]
+    staged = {str(p.relative_to(context)) for p in context.rglob("*")}  # the image's build context, from the wheel
+    assert {"Dockerfile", "entrypoint.sh", "kit/pyproject.toml", "kit/constraints.txt", "kit/kit/cli.py"} <= staged
+    assert not [p for p in staged if "_shipped" in p or "domains" in p]
+    made = subprocess.run(
+        [sys.executable, "-m", "kit", "new", "retail", "shop"], cwd=elsewhere, env=env, capture_output=True, text=True
+    )
+    assert made.returncode == 0, made.stderr
+    shop = elsewhere / "shop"
+    assert "name: shop" in (shop / "domain.yaml").read_text()
+    assert sorted(p.name for p in (shop / "docs").iterdir()) == sorted(
+        p.name for p in (ROOT / "domains" / "retail" / "docs").iterdir()
+    )
+    checked = subprocess.run(
+        [sys.executable, "-m", "kit", "validate", "shop"], cwd=elsewhere, env=env, capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import click
 
-from kit.domain import BUILD_DIR, SPEC_FILE, find_spec
+from kit.domain import SPEC_FILE, find_spec
 from kit.errors import KitError
+from kit.shipped import not_copied
 from kit.templates import template_dir
 
 
@@ -35,16 +36,10 @@ def command(template: str, dest: str, name: str | None) -> None:
             f"'{new_name}' is not a valid domain name",
             "use 3–63 lowercase letters, digits, '-' or '_', starting with a letter (--name)",
         )
-    shutil.copytree(source, target, ignore=_not_copied, dirs_exist_ok=True)
+    shutil.copytree(source, target, ignore=not_copied, dirs_exist_ok=True)
     rename(find_spec(target), new_name)
     click.echo(f"created {target} (domain '{new_name}', from {source.name})")
     click.echo(f"next: edit {target / SPEC_FILE} and its documents, then run `kit validate {target}`")
-
-
-def _not_copied(folder: str, names: list[str]) -> set[str]:
-    """Build output, caches, and the template's own eval results (they measured the template, not the new shop)."""
-    skipped = {n for n in names if n in (BUILD_DIR, "__pycache__")}
-    return skipped | ({"results"} & set(names) if Path(folder).name == "eval" else set())
 
 
 def slug(text: str) -> str:

@@ -38,11 +38,13 @@ from kit.components.model_registry import GEMMA_TERMS, is_embedded, lookup
 from kit.domain import SPEC_FILE, Domain, load_domain
 from kit.errors import KitError
 from kit.settings import EMBEDDED, embedding_name
+from kit.shipped import PACKAGED, shipped_root
 
 if TYPE_CHECKING:
     from kit.components.model_registry import NamedModel
 
-SOURCE_ROOT = Path(__file__).resolve().parents[2]
+SOURCE_ROOT = shipped_root()  # the checkout, or a wheel's copy of the project files
+KIT_CODE = Path(__file__).resolve().parents[1]  # the kit package the image runs
 DOCKER_DIR = SOURCE_ROOT / "docker"
 LICENCES_DIR = DOCKER_DIR / "licences"
 KIT_LICENCES_DIR = Path(__file__).resolve().parents[1] / "licences"  # package data: licence texts by SPDX id
@@ -64,12 +66,13 @@ class Staged:
 
 
 def kit_source() -> Path:
-    """kit's source checkout (pyproject.toml and docker/), which the image installs kit from."""
+    """kit's project files (pyproject.toml, constraints.txt and docker/), which the image installs kit from: the
+    source checkout, or their copy in a wheel install."""
     needed = [SOURCE_ROOT / "pyproject.toml", SOURCE_ROOT / "constraints.txt", DOCKER_DIR / "Dockerfile"]
     if not all(p.is_file() for p in needed):
         raise KitError(
-            f"kit package needs kit's source checkout; {SOURCE_ROOT} lacks pyproject.toml or docker/Dockerfile",
-            "run it from a clone of kit installed with `pip install -e .`",
+            f"kit package needs kit's project files; {SOURCE_ROOT} lacks pyproject.toml or docker/Dockerfile",
+            "install kit from its wheel or with `pip install -e .` from a clone",
         )
     return SOURCE_ROOT
 
@@ -118,7 +121,7 @@ def stage_kit(ctx: Path) -> None:
     src.mkdir()
     for name in ("pyproject.toml", "constraints.txt", "README.md"):
         shutil.copy2(root / name, src / name)
-    shutil.copytree(root / "kit", src / "kit", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(KIT_CODE, src / "kit", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", PACKAGED))
 
 
 def stage_domain(domain: Domain, dest: Path) -> None:
