@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from kit.components.models import cache_dir
+from kit.files import replace_text
 
 logger = logging.getLogger(__name__)
 
@@ -218,11 +219,5 @@ def special_tokens(gguf_path: Path, texts: Callable[[], Iterable[tuple[int, str]
     if cached.is_file():
         return [(int(i), str(t)) for i, t in json.loads(cached.read_text(encoding="utf-8"))]
     found = [(i, t) for i, t in texts() if SPECIAL.search(t)]
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(f".{cached.name}.tmp")
-        tmp.write_text(json.dumps(found), encoding="utf-8")
-        tmp.replace(cached)
-    except OSError:  # a read-only cache: found again next start
-        pass
+    replace_text(cached, json.dumps(found), cache=True)  # a read-only cache: found again next start
     return found

@@ -9,7 +9,6 @@ after it was checked (a truncated copy, a flipped byte) is refused rather than r
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import json
@@ -25,6 +24,7 @@ from typing import BinaryIO
 
 from kit.components.model_registry import DEFAULT_MODEL, NamedModel, Part, lookup
 from kit.errors import MissingDependency, ModelError
+from kit.files import replace_text
 
 logger = logging.getLogger(__name__)
 
@@ -217,13 +217,8 @@ def _stamped(path: Path, model: NamedModel) -> bool:
 def _write_stamp(path: Path, model: NamedModel) -> None:
     stat = path.stat()
     stamp = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": model.sha256}
-    tmp = _stamp_path(path).with_suffix(".tmp")
-    try:
-        tmp.write_text(json.dumps(stamp) + "\n", encoding="utf-8")
-        tmp.replace(_stamp_path(path))
-    except OSError:  # a read-only cache (the container image): the file is checked again at each start
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+    # a read-only cache (the container image): the file is checked again at each start
+    replace_text(_stamp_path(path), json.dumps(stamp) + "\n", cache=True)
 
 
 def _header_problem(path: Path, model: NamedModel) -> str | None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kit.components.models import cache_dir
+from kit.files import replace_with
 
 if TYPE_CHECKING:
     import numpy as np
@@ -45,13 +46,12 @@ def untrained_tokens(gguf_path: Path, keep: Sequence[str]) -> np.ndarray:
         ids, texts = data["ids"], data["texts"]
     else:
         ids, texts = _find(gguf_path)
-        try:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_name(f".{cached.name}.tmp.npz")
-            np.savez(tmp, ids=ids, texts=texts)
-            tmp.replace(cached)
-        except OSError:  # a read-only model cache (the image lists them at build time): found again next start
-            pass
+
+        def save(tmp: Path) -> None:
+            with tmp.open("wb") as out:  # a file, not a name: np.savez would add ".npz" to the temporary name
+                np.savez(out, ids=ids, texts=texts)
+
+        replace_with(cached, save, cache=True)  # a read-only model cache (the image lists them at build time)
     return ids[~np.isin(texts, list(keep))] if len(ids) else ids
 
 
