@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 from kit.chunk import Chunk
 from kit.services.facts import Fact, Source, facts
+from kit.services.prompt import CITE
 
-CITE = re.compile(r"\[\d{1,2}\]")
 WORD = re.compile(r"[a-z0-9]{4,}")
 
 

@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from kit.services.prompt import CITE
+
 MONTHS = {
     m: i
     for i, names in enumerate(
@@ -41,7 +43,7 @@ _NUMBER = r"(?P<number>(?<![\w.])(?:[$€£]\s?)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.
 FACT_RE = re.compile(
     "|".join([_EMAIL, _ISO_DATE, _MONTH_DAY, _DAY_MONTH, _PHONE, _TIME, _IDENT, _NUMBER]), re.IGNORECASE
 )
-_NOT_FACTS = re.compile(r"\[\d{1,2}\]|^\s*\d{1,2}[.)]\s", re.MULTILINE)
+_NOT_FACTS = re.compile(rf"{CITE.pattern}|^\s*\d{{1,2}}[.)]\s", re.MULTILINE)
 
 
 @dataclass(frozen=True)
