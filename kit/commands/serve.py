@@ -3,8 +3,11 @@
 Credentials come from the environment or from files (Docker secrets): ``KIT_API_KEY`` or
 ``KIT_API_KEY_FILE`` guard /v1; ``KIT_UI_USER`` and ``KIT_UI_PASSWORD`` (or ``KIT_UI_PASSWORD_FILE``)
 put a login in front of the UI. Bound to anything but loopback, the server refuses to start without
-both unless ``KIT_ALLOW_NO_AUTH=1`` says serving openly is intended. Limits on what a client may send
-and how often (``kit.server.settings.Limits``) come from ``KIT_MAX_BODY_BYTES``, ``KIT_RATE_PER_MINUTE`` and the like.
+both unless ``KIT_ALLOW_NO_AUTH=1`` says serving openly is intended. The owner's console at /admin needs
+``KIT_ADMIN_PASSWORD`` (or ``KIT_ADMIN_PASSWORD_FILE``; either may hold the password or its scrypt hash); on
+loopback without one a one-time token is printed with the console's URL, elsewhere the console is off.
+Limits on what a client may send and how often (``kit.server.settings.Limits``) come from ``KIT_MAX_BODY_BYTES``,
+``KIT_RATE_PER_MINUTE`` and the like.
 """
 
 from __future__ import annotations
@@ -13,16 +16,21 @@ import ipaddress
 import os
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from kit.domain import load_domain
 from kit.errors import KitError
 
+if TYPE_CHECKING:
+    from kit.server.admin_login import AdminAccess
+
 API_KEY_ENV = "KIT_API_KEY"
 UI_USER_ENV = "KIT_UI_USER"
 UI_PASSWORD_ENV = "KIT_UI_PASSWORD"
 ALLOW_NO_AUTH_ENV = "KIT_ALLOW_NO_AUTH"
+ADMIN_PASSWORD_ENV = "KIT_ADMIN_PASSWORD"
 
 
 def check_port(host: str, port: int) -> None:
@@ -83,6 +91,16 @@ def check_auth(host: str, api_key: str | None, login: tuple[str, str] | None) ->
         )
 
 
+def admin_access(host: str) -> AdminAccess | None:
+    """The console's login: the password (or its hash) when set; on loopback a one-time token; else None (off)."""
+    from kit.server.admin_login import AdminAccess
+
+    password = secret(ADMIN_PASSWORD_ENV)
+    if password:
+        return AdminAccess.from_secret(password)
+    return AdminAccess.one_time_token() if is_loopback(host) else None
+
+
 def run_server(domain_dir: str, host: str, port: int, api_key: str | None) -> None:
     """Load the domain's service and serve UI and API until interrupted."""
     import uvicorn
@@ -100,8 +118,15 @@ def run_server(domain_dir: str, host: str, port: int, api_key: str | None) -> No
     limits = Limits.from_env()
     check_port(host, port)
     service = ChatService.open(load_domain(domain_dir))
-    app = build_server(service, api_key, login, limits)
+    admin = admin_access(host)
+    app = build_server(service, api_key, login, limits, admin)
     click.echo(f"serving {service.domain.name} on http://{host}:{port}/ (API at http://{host}:{port}/v1)")
+    if admin is None:
+        click.echo(f"the owner's console is off: set {ADMIN_PASSWORD_ENV} to open it at /admin/")
+    elif admin.token:
+        click.echo(f"owner's console: http://{host}:{port}/admin/?token={admin.token}")
+    else:
+        click.echo(f"owner's console: http://{host}:{port}/admin/ (password: {ADMIN_PASSWORD_ENV})")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

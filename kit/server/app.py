@@ -7,10 +7,13 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from kit.server.admin_login import ADMIN_PATH, AdminAccess, AdminGate
+from kit.server.documents_api import add_documents_api
 from kit.server.routes import build_api
 from kit.server.settings import FEEDBACK_DB_ENV, Limits
 from kit.services.admission import Admission
 from kit.services.chat import ChatService
+from kit.services.documents import DocumentService
 from kit.services.feedback import FeedbackStore
 from kit.services.turns import TurnService
 
@@ -20,11 +23,14 @@ def build_server(
     api_key: str | None = None,
     login: tuple[str, str] | None = None,
     limits: Limits | None = None,
+    admin: AdminAccess | None = None,
 ) -> FastAPI:
     """API at /v1 and the Gradio UI at /, on one FastAPI app, over one turn service (one feedback store, one
-    admission queue in front of the model); ``login`` puts a (user, password) form before the UI."""
+    admission queue in front of the model); ``login`` puts a (user, password) form before the UI. With ``admin`` the
+    owner's console is at /admin behind its login (kit/server/admin_login.py); without it /admin is off."""
     import gradio as gr
 
+    from kit.ui.admin.app import build_console
     from kit.ui.app import build_app, launch_kwargs
 
     limits = limits or Limits()
@@ -34,6 +40,12 @@ def build_server(
     store.purge_daily()  # the store purged expired turns when it opened; then once a day
     turns = TurnService(service, store, Admission(limits.max_busy))
     app = build_api(turns, api_key, limits)
+    documents = DocumentService(service)
+    add_documents_api(app, documents, api_key)
+    app.add_middleware(AdminGate, access=admin)
+    if admin is not None:  # mounted before the customer UI at /, which would otherwise take /admin too
+        console = build_console(turns, documents)
+        gr.mount_gradio_app(app, console, path=ADMIN_PATH, max_file_size=limits.max_body_bytes)
     ui = build_app(turns, queue_size=limits.queue_size)
     ui.state_session_capacity = limits.ui_sessions  # Gradio keeps 10,000 sessions otherwise: memory grows with visits
     return gr.mount_gradio_app(

@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -106,8 +106,15 @@ def open_store(domain: Domain):  # noqa: ANN201  (returns VectorStore; imported 
     return VectorStore(domain.build_dir / "chroma", collection_name(domain), domain.spec.retrieval.server)
 
 
-def index_domain(domain: Domain, progress: bool = True) -> IndexReport:
-    """Bring the domain's index up to date with its documents."""
+Progress = Callable[[int, int], None]  # (chunks embedded, chunks to embed)
+
+
+def index_domain(
+    domain: Domain, progress: bool = True, prune: bool = True, on_progress: Progress | None = None
+) -> IndexReport:
+    """Bring the domain's index up to date with its documents. ``prune=False`` leaves the chunks of changed or deleted
+    files in the store (a retriever opened on the previous manifest still finds them) until ``prune_index``;
+    ``on_progress`` hears how far the embedding is."""
     from kit.components.embedding import Embedder
 
     started = time.perf_counter()
@@ -128,8 +135,8 @@ def index_domain(domain: Domain, progress: bool = True) -> IndexReport:
         stale = existing - {c.id for c in chunks}
         _count(report, new, stale, previous, existing)
         if new:
-            _embed_and_store(store, Embedder(model), new, progress)
-        if stale:
+            _embed_and_store(store, Embedder(model), new, progress, on_progress)
+        if stale and prune:
             store.delete(sorted(stale))
     write_manifest(domain, chunks, model)
     report.seconds = time.perf_counter() - started
@@ -192,7 +199,7 @@ def _place(chunk: dict) -> tuple[str, str]:
     return chunk["source"], chunk["title"]
 
 
-def _embed_and_store(store, embedder, chunks: list[Chunk], progress: bool) -> None:  # noqa: ANN001
+def _embed_and_store(store, embedder, chunks: list[Chunk], progress: bool, on_progress: Progress | None) -> None:  # noqa: ANN001
     from tqdm import tqdm
 
     with tqdm(total=len(chunks), desc="embedding", unit="chunk", disable=not progress, file=sys.stderr) as bar:
@@ -200,6 +207,20 @@ def _embed_and_store(store, embedder, chunks: list[Chunk], progress: bool) -> No
             part = chunks[start : start + EMBED_BATCH]
             store.add(part, embedder.embed_passages([c.text for c in part]))
             bar.update(len(part))
+            if on_progress is not None:
+                on_progress(start + len(part), len(chunks))
+
+
+def prune_index(domain: Domain) -> int:
+    """Delete the stored chunks the manifest no longer lists (left by ``index_domain(prune=False)``); how many."""
+    manifest = read_manifest(domain)
+    if manifest is None:
+        return 0
+    store = open_store(domain)
+    stale = store.ids() - {row["id"] for row in manifest["chunks"]}
+    if stale:
+        store.delete(sorted(stale))
+    return len(stale)
 
 
 def write_manifest(domain: Domain, chunks: Iterable[Chunk], model: str) -> None:

@@ -1,0 +1,28 @@
+"""The owner's console: one Gradio Blocks app with a tab per job, built from the services by the composition root.
+
+Each tab module exposes ``add_..._tab(s)(...)``, which creates its ``gr.Tab``(s) inside the Blocks being built here.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from kit.server.admin_login import LOGOUT_PATH
+from kit.services.documents import DocumentService
+from kit.services.turns import TurnService
+from kit.ui.admin.documents import add_documents_tab
+from kit.ui.app import quiet_queue
+
+QUEUE_MAX = 16  # the console has one owner, not a crowd
+
+
+def build_console(turns: TurnService, documents: DocumentService) -> gr.Blocks:
+    """The console's Blocks app: the domain's documents, and the other tabs over the turn service's store."""
+    spec = turns.domain.spec
+    with gr.Blocks(title=f"{spec.display_name}: owner's console", analytics_enabled=False) as console:
+        with gr.Row():
+            gr.Markdown(f"# {spec.display_name} · owner's console")
+            gr.HTML(f'<p style="text-align:right"><a href="{LOGOUT_PATH}">Log out</a></p>')
+        with gr.Tabs():
+            add_documents_tab(documents)
+    return quiet_queue(console.queue(max_size=QUEUE_MAX, default_concurrency_limit=2))
