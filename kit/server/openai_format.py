@@ -88,7 +88,10 @@ def completion_body(turn: Turn, model: str, cid: str) -> dict[str, Any]:
     assert turn.reply is not None
     reply = turn.reply
     info = reply_json(reply)
-    kit = {k: info[k] for k in ("kind", "refused", "handoff", "rule", "cited", "withheld", "fallback", "checks")}
+    kit = {
+        k: info[k]
+        for k in ("kind", "refused", "handoff", "lead_form", "rule", "cited", "withheld", "fallback", "checks")
+    }
     return {
         "id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text}, "finish_reason": "stop"}],

@@ -123,6 +123,7 @@ class ChatService:
         return Reply(
             question=question, kind=verdict.kind, reason=verdict.reason, sources=[], sent=sent,
             model="guardrails", pieces=iter([verdict.message]), started=started, evidence=evidence,
+            lead_form=verdict.lead_form,
         )  # fmt: skip
 
     def greeting(self) -> str:

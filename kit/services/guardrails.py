@@ -10,6 +10,8 @@ A rule or trigger fires when one of its patterns matches the message (as written
 quotes folded), or when the message, or one of its sentences, is at least the rule's `threshold` close (cosine
 similarity of the query embedder) to one of its `examples`: rephrasings, typos and other languages that no pattern
 foresaw. Rules and triggers are tried in their order in domain.yaml; the first that fires decides.
+A hand-off that uses handoff.message, outside the contact's opening hours (kit/services/hours.py), says when the
+team is back and offers the lead form instead; rules, and triggers with their own message, never change with the hours.
 Personal data is masked before anything is stored (kit/services/pii.py).
 """
 
@@ -21,16 +23,19 @@ import threading
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from kit.chunk import Chunk
+from kit.services.hours import Hours
 from kit.settings import Contact, DomainSpec
 
 Kind = Literal["answer", "refuse", "handoff", "rule"]
 Embed = Callable[[list[str]], np.ndarray]
+Clock = Callable[[], datetime]
 
 # Cosine similarities of all-MiniLM-L6-v2 (see bench/guardrails figures in the report): below MIN_IN_SCOPE
 # nothing in the domain is about the question; an out-of-scope example closer than the best in-scope
@@ -46,6 +51,7 @@ class Verdict:
     kind: Kind
     message: str = ""
     reason: str = ""  # the rule or trigger id, or the evidence for a refusal
+    lead_form: bool = False  # a hand-off outside opening hours: the customer may leave their details
 
 
 ANSWER = Verdict("answer")
@@ -63,6 +69,7 @@ class Check:
     examples: tuple[str, ...]
     threshold: float
     message: str
+    hours_apply: bool = False  # a hand-off to the contact (handoff.message): outside the hours it changes
 
 
 @dataclass(frozen=True)
@@ -91,15 +98,26 @@ def contact_text(contact: Contact) -> str:
 class Guardrails:
     """A domain's rules, hand-off triggers and scope, compiled once."""
 
-    def __init__(self, spec: DomainSpec, embed: Embed | None = None) -> None:
+    def __init__(self, spec: DomainSpec, embed: Embed | None = None, clock: Clock | None = None) -> None:
         self.spec = spec
+        hours = spec.handoff.contact.opening_hours
+        self.hours = Hours(hours) if hours is not None else None
+        self.clock = clock or (lambda: datetime.now(UTC))
         self.handoff_message = spec.handoff.message.replace("{contact}", contact_text(spec.handoff.contact))
         self.checks = [
             Check("rule", r.id, _compile(r.patterns), tuple(r.examples), r.threshold, r.response or "")
             for r in spec.rules
             if r.patterns or r.examples
         ] + [
-            Check("handoff", t.id, _compile(t.patterns), tuple(t.examples), t.threshold, self._handoff_text(t.message))
+            Check(
+                "handoff",
+                t.id,
+                _compile(t.patterns),
+                tuple(t.examples),
+                t.threshold,
+                self._handoff_text(t.message),
+                hours_apply=t.message is None,
+            )
             for t in spec.handoff.triggers
         ]
         self.embed = embed
@@ -117,8 +135,20 @@ class Guardrails:
         """Rules first, then hand-off triggers, each by its patterns or its examples; ANSWER when none fires."""
         for score in self.scores(question, stop_at_first=True):
             if score.fires:
-                return Verdict(score.check.kind, score.check.message, score.check.id)
+                check = score.check
+                return self.after_hours(check.id) if check.hours_apply else Verdict(check.kind, check.message, check.id)
         return ANSWER
+
+    def after_hours(self, trigger: str) -> Verdict:
+        """The hand-off to the contact for ``trigger``: the contact during opening hours (or without any), else when
+        the team is back and the lead form."""
+        now = self.clock()
+        status = self.hours.status(now) if self.hours is not None else None
+        if self.hours is None or status is None or status.open:
+            return Verdict("handoff", self.handoff_message, trigger)
+        text = self.hours.hours.after_hours_message.replace("{back}", self.hours.back_text(now, status.back))
+        text = text.replace("{contact}", contact_text(self.spec.handoff.contact))
+        return Verdict("handoff", text, trigger, lead_form=True)
 
     def scores(self, question: str, stop_at_first: bool = False, vectors: np.ndarray | None = None) -> list[Score]:
         """Each check's pattern match and best example similarity for ``question``, in order (up to the first that

@@ -52,6 +52,7 @@ class Reply:
     given: str = field(default="", repr=False)  # that prompt's text: what the model may copy facts from
     claims: ClaimCheck | None = field(default=None, repr=False)  # what the claim check kept, dropped and why
     evidence: float | None = None  # the best retrieved chunk's cosine similarity to the question; None: no retrieval
+    lead_form: bool = False  # a hand-off outside opening hours: offer the form for the customer's details
 
     @property
     def tokens(self) -> int:
@@ -115,6 +116,7 @@ def reply_json(reply: Reply) -> dict[str, Any]:
         "kind": reply.kind,
         "refused": reply.kind == "refuse",
         "handoff": reply.kind == "handoff",
+        "lead_form": reply.lead_form,
         "rule": reply.reason if reply.kind == "rule" else None,
         "sources": [{"n": s.n, "source": s.source, "title": s.title, "location": s.location} for s in reply.sources],
         "cited": reply.cited,
