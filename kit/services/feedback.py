@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -174,6 +174,18 @@ class FeedbackStore:
         """Thumbs up (True) or down (False) on a stored turn."""
         with self._db() as db:
             db.execute("UPDATE turns SET rating = ? WHERE id = ?", (1 if up else -1, turn_id))
+
+    def rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """The rows a read-only query gives, as dicts (the console's searches and counts)."""
+        with self._db() as db:
+            db.execute("PRAGMA query_only = ON")
+            db.row_factory = sqlite3.Row
+            return [dict(r) for r in db.execute(sql, tuple(args))]
+
+    def turn(self, turn_id: int) -> dict[str, Any] | None:
+        """One stored turn by its id; None when there is none."""
+        found = self.rows("SELECT * FROM turns WHERE id = ?", (turn_id,))
+        return found[0] if found else None
 
     def turns(self, conversation: str | None = None) -> list[dict[str, Any]]:
         """Stored turns, oldest first (all, or one conversation's)."""

@@ -1,0 +1,106 @@
+"""The owner's corrections: a recorded answer rewritten as it should have been, saved as a training conversation.
+
+A correction is one conversation in the kit's format (``kit.records.Conversation``): the customer's question as
+recorded (the owner may reword it so it reads on its own, e.g. a follow-up) and the owner's answer. Earlier turns are
+left out: their answers were not reviewed, and training puts its loss on every assistant turn. It is validated before
+anything is written and lands in the domain's ``data/corrections.jsonl`` (``kit.domain.CORRECTIONS``), which
+`kit finetune` reads beside the files domain.yaml names. Correcting a turn again replaces its earlier correction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from kit.domain import CORRECTIONS, Domain
+from kit.errors import DataError
+from kit.records import Conversation
+from kit.validation.pydantic_errors import problems_of
+
+logger = logging.getLogger(__name__)
+
+INTENT = "correction"
+MAX = 4_000  # characters of a question or an answer: a chat answer, not a document
+
+
+def correction_id(turn_id: int) -> str:
+    """The id a correction of stored turn ``turn_id`` carries, one per turn."""
+    return f"correction-{turn_id}"
+
+
+def correction(turn: dict[str, Any], answer: str, question: str | None = None) -> Conversation:
+    """The corrected conversation for a stored ``turn``; a DataError naming what is wrong when it is not valid."""
+    asked, answer = (turn["question"] if question is None else question).strip(), answer.strip()
+    empty = [name for name, text in (("question", asked), ("answer", answer)) if not text]
+    if empty:
+        raise DataError(f"the correction's {' and '.join(empty)} is empty", "write it in full, then save again")
+    long = [f"{name} has {len(text):,}" for name, text in (("question", asked), ("answer", answer)) if len(text) > MAX]
+    if long:
+        raise DataError(f"the correction's {' and '.join(long)} characters", f"keep each under {MAX:,} characters")
+    record = {
+        "id": correction_id(int(turn["id"])),
+        "intent": INTENT,
+        "messages": [{"role": "user", "content": asked}, {"role": "assistant", "content": answer}],
+    }
+    try:
+        return Conversation.model_validate(record)
+    except ValidationError as exc:
+        what = "; ".join(what for _, what, _ in problems_of(exc, Conversation))
+        raise DataError(f"the correction is not a valid conversation: {what}", "change it and save again") from None
+
+
+def corrections_file(domain: Domain) -> Path:
+    return domain.root / CORRECTIONS
+
+
+def save(domain: Domain, record: Conversation) -> Path:
+    """Write ``record`` to the domain's corrections file, replacing an earlier correction of the same turn. The file is
+    replaced in one step: a failure leaves the previous file as it was. Lines this code cannot read are kept."""
+    path = corrections_file(domain)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kept = [line for line in _lines(path) if _record_id(line) != record.id]
+    text = "".join(f"{line}\n" for line in [*kept, record.model_dump_json(exclude_none=True)])
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".corrections-", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    logger.info("saved %s to %s", record.id, path)
+    return path
+
+
+def corrected(domain: Domain) -> dict[int, Conversation]:
+    """The corrections saved so far, by the stored turn they correct."""
+    found: dict[int, Conversation] = {}
+    for line in _lines(corrections_file(domain)):
+        ident = _record_id(line)
+        if ident and ident.startswith("correction-") and ident[11:].isdigit():
+            try:
+                found[int(ident[11:])] = Conversation.model_validate_json(line)
+            except ValidationError:
+                continue  # kit validate reports it; the console shows the others
+    return found
+
+
+def _lines(path: Path) -> list[str]:
+    if not path.is_file():
+        return []
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _record_id(line: str) -> str | None:
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    ident = data.get("id") if isinstance(data, dict) else None
+    return ident if isinstance(ident, str) else None

@@ -1,0 +1,177 @@
+"""What the owner's console shows of the conversations: search, the turns of one, corrections, content gaps,
+analytics and the latest eval report, all read from the domain's feedback store (kit/services/feedback.py).
+
+The console (kit/ui/admin/insights.py) calls this service only.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from kit.domain import Domain
+from kit.errors import DataError
+from kit.records import Conversation
+from kit.services import corrections
+from kit.services.analytics import Analytics, analytics
+from kit.services.content_gaps import SIMILAR, WEAK_BELOW, Embed, Gap, find_gaps, is_gap
+from kit.services.feedback import FeedbackStore
+
+logger = logging.getLogger(__name__)
+
+Show = Literal["all", "thumbs up", "thumbs down", "refused", "hand-off", "withheld", "error", "corrected"]
+SHOW: tuple[str, ...] = get_args(Show)
+# The SQL condition on a turn for each choice but "corrected" (which reads the corrections file).
+CONDITION = {
+    "all": "1",
+    "thumbs up": "rating = 1",
+    "thumbs down": "rating = -1",
+    "refused": "kind = 'refuse'",
+    "hand-off": "kind = 'handoff'",
+    "withheld": "withheld != ''",
+    "error": "kind = 'error'",
+}
+LIMIT = 200  # conversations a search lists, the latest first
+GAP_TURNS = 5_000  # the latest gap questions grouped; older ones rarely matter once the documents changed
+
+
+@dataclass(frozen=True)
+class Search:
+    """What the owner looks for: words in a question or answer, a kind of turn, a range of UTC days."""
+
+    text: str = ""
+    show: Show = "all"
+    since: date | None = None
+    until: date | None = None  # inclusive
+
+
+@dataclass(frozen=True)
+class Found:
+    """One conversation a search found."""
+
+    conversation: str
+    started: float
+    turns: int
+    first_question: str
+    marks: str  # what happened in it: 👍 👎 refused hand-off withheld error
+
+
+class InsightsService:
+    """Reads the feedback store for the owner, and saves corrections into the domain's training data."""
+
+    def __init__(self, domain: Domain, store: FeedbackStore, embed: Embed | None = None) -> None:
+        self.domain = domain
+        self.store = store
+        self._embed = embed
+
+    @property
+    def embed(self) -> Embed:
+        """The domain's embedder, loaded when content gaps are first asked for."""
+        if self._embed is None:
+            from kit.components.embedding import Embedder
+
+            self._embed = Embedder(self.domain.spec.retrieval.embedding_model).embed
+        return self._embed
+
+    # --- conversations ---------------------------------------------------------------------------------------------
+
+    def search(self, search: Search, limit: int = LIMIT) -> list[Found]:
+        """The conversations holding a turn that matches ``search``, the latest first."""
+        if search.show not in SHOW:
+            raise DataError(f"unknown kind of turn '{search.show}'", f"use one of: {', '.join(SHOW)}")
+        where, args = self._where(search)
+        ids = self.store.rows(
+            f"SELECT conversation, max(id) AS last FROM turns WHERE {where} GROUP BY conversation"
+            " ORDER BY last DESC LIMIT ?",
+            [*args, limit],
+        )
+        return [self._found(row["conversation"]) for row in ids]
+
+    def _where(self, search: Search) -> tuple[str, list[Any]]:
+        parts, args = [], []
+        if search.show == "corrected":
+            turn_ids = sorted(corrections.corrected(self.domain))
+            parts.append(f"id IN ({', '.join('?' * len(turn_ids))})" if turn_ids else "0")
+            args += turn_ids
+        else:
+            parts.append(CONDITION[search.show])
+        if search.text.strip():
+            parts.append("(question LIKE ? ESCAPE '\\' OR answer LIKE ? ESCAPE '\\')")
+            pattern = "%" + _escape_like(search.text.strip()) + "%"
+            args += [pattern, pattern]
+        if search.since is not None:
+            parts.append("created >= ?")
+            args.append(_start_of(search.since))
+        if search.until is not None:
+            parts.append("created < ?")
+            args.append(_start_of(search.until + timedelta(days=1)))
+        return " AND ".join(parts), args
+
+    def _found(self, conversation: str) -> Found:
+        turns = self.store.turns(conversation)
+        marks = {
+            "👍": any(t["rating"] == 1 for t in turns),
+            "👎": any(t["rating"] == -1 for t in turns),
+            "refused": any(t["kind"] == "refuse" for t in turns),
+            "hand-off": any(t["kind"] == "handoff" for t in turns),
+            "withheld": any(t["withheld"] for t in turns),
+            "error": any(t["kind"] == "error" for t in turns),
+        }
+        shown = " ".join(name for name, present in marks.items() if present)
+        return Found(conversation, turns[0]["created"], len(turns), turns[0]["question"], shown)
+
+    def turns(self, conversation: str) -> list[dict[str, Any]]:
+        """The stored turns of one conversation, oldest first; each with its correction's answer, if any."""
+        saved = corrections.corrected(self.domain)
+        found = self.store.turns(conversation)
+        for turn in found:
+            fix = saved.get(int(turn["id"]))
+            turn["correction"] = fix.messages[-1].content if fix else None
+        return found
+
+    def correct(self, turn_id: int, answer: str, question: str | None = None) -> Conversation:
+        """Save the owner's ``answer`` to stored turn ``turn_id`` (its question reworded if ``question`` is given) as
+        a training conversation in data/corrections.jsonl; nothing is written when it is not valid."""
+        turn = self.store.turn(turn_id)
+        if turn is None:
+            raise DataError(f"no stored turn {turn_id}", "pick an answer from a conversation the search lists")
+        record = corrections.correction(turn, answer, question)
+        corrections.save(self.domain, record)
+        return record
+
+    # --- content gaps, analytics, eval ---------------------------------------------------------------------------
+
+    def gaps(self, weak_below: float = WEAK_BELOW, similar: float = SIMILAR, since: date | None = None) -> list[Gap]:
+        """Questions refused or answered on weak evidence, grouped by meaning; biggest groups first."""
+        start = _start_of(since) if since else 0.0
+        rows = self.store.rows(
+            "SELECT * FROM turns WHERE created >= ? AND (kind = 'refuse' OR (kind = 'answer' AND evidence < ?))"
+            " ORDER BY id DESC LIMIT ?",
+            (start, weak_below, GAP_TURNS),
+        )
+        return find_gaps([r for r in reversed(rows) if is_gap(r, weak_below)], self.embed, similar)
+
+    def analytics(self, since: date | None = None) -> Analytics:
+        """Conversations per day, outcomes, thumbs and top questions of the stored turns (since a UTC day)."""
+        rows = self.store.rows(
+            "SELECT * FROM turns WHERE created >= ? ORDER BY id", (_start_of(since) if since else 0,)
+        )
+        return analytics(rows)
+
+    def eval_report(self) -> tuple[str, Path | None]:
+        """The domain's latest eval report (Markdown, plot), or how to make one."""
+        from kit.services.evaluation.report import latest
+
+        text, plot = latest(self.domain.build_dir / "eval")
+        return text or f"No eval report yet — run: `kit eval {self.domain.root}`", plot
+
+
+def _start_of(day: date) -> float:
+    return datetime.combine(day, time.min, UTC).timestamp()
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
