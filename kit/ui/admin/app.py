@@ -9,8 +9,10 @@ import gradio as gr
 
 from kit.server.admin_login import LOGOUT_PATH
 from kit.services.documents import DocumentService
+from kit.services.insights import InsightsService
 from kit.services.turns import TurnService
 from kit.ui.admin.documents import add_documents_tab
+from kit.ui.admin.insights import add_insight_tabs
 from kit.ui.app import quiet_queue
 
 QUEUE_MAX = 16  # the console has one owner, not a crowd
@@ -25,4 +27,5 @@ def build_console(turns: TurnService, documents: DocumentService) -> gr.Blocks:
             gr.HTML(f'<p style="text-align:right"><a href="{LOGOUT_PATH}">Log out</a></p>')
         with gr.Tabs():
             add_documents_tab(documents)
+            add_insight_tabs(InsightsService(turns.domain, turns.store))
     return quiet_queue(console.queue(max_size=QUEUE_MAX, default_concurrency_limit=2))
