@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from kit.components.chat_template import ChatMessage
+from kit.server.settings import Limits
 from kit.services.reply import reply_json
 from kit.services.turns import Turn, TurnError
 
@@ -72,6 +73,16 @@ def turn_error_response(error: TurnError) -> JSONResponse:
     """A failed turn as an HTTP error: its status, and Retry-After when waiting helps."""
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
     return JSONResponse(turn_error_body(error), status_code=ERRORS[error.code][0], headers=headers)
+
+
+def size_problem(messages: list[Message], limits: Limits) -> str | None:
+    """What makes a request's messages too many or too long for ``limits``; None when they fit."""
+    if len(messages) > limits.max_messages:
+        return f"too many messages: {len(messages)}, the limit is {limits.max_messages}"
+    longest = max(len(m.text()) for m in messages)
+    if longest > limits.max_message_chars:
+        return f"a message is {longest} characters long, the limit is {limits.max_message_chars}"
+    return None
 
 
 def split_conversation(messages: list[Message]) -> tuple[str, list[ChatMessage]]:

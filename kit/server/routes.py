@@ -16,9 +16,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from kit.server.guards import Guard, same_secret
 from kit.server.openai_format import (
     CompletionRequest,
-    Message,
     api_error,
     completion_body,
+    size_problem,
     split_conversation,
     stream_events,
     turn_error_response,
@@ -56,14 +56,6 @@ def build_api(
         ]
         return api_error(400, "invalid request: " + "; ".join(problems[:5]), "invalid_request_error")
 
-    def check_size(messages: list[Message]) -> str | None:
-        if len(messages) > limits.max_messages:
-            return f"too many messages: {len(messages)}, the limit is {limits.max_messages}"
-        longest = max(len(m.text()) for m in messages)
-        if longest > limits.max_message_chars:
-            return f"a message is {longest} characters long, the limit is {limits.max_message_chars}"
-        return None
-
     @app.get("/v1/models")
     def models(request: Request) -> Any:
         if not authorised(request):
@@ -76,7 +68,7 @@ def build_api(
     def chat_completions(body: CompletionRequest, request: Request) -> Any:
         if not authorised(request):
             return api_error(401, "invalid or missing API key", "invalid_request_error", "invalid_api_key")
-        too_big = check_size(body.messages)
+        too_big = size_problem(body.messages, limits)
         if too_big:
             return api_error(400, too_big, "invalid_request_error", "request_too_large")
         try:
