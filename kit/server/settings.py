@@ -32,6 +32,15 @@ class Limits(BaseModel):
         description="Requests a minute each client (its API key, else its IP address) may make; 0: off.",
     )
     rate_burst: int = Field(default=60, ge=1, description="Requests a client may make at once before the rate applies.")
+    widget_rate_per_minute: float = Field(
+        default=10,
+        ge=0,
+        description="Questions and lead forms a minute each website visitor (IP address) may send through the chat "
+        "widget's publishable key; 0: off.",
+    )
+    widget_rate_burst: int = Field(
+        default=5, ge=1, description="Widget requests a visitor may send at once before widget_rate_per_minute applies."
+    )
     max_busy: int = Field(
         default=8,
         ge=1,
