@@ -195,26 +195,32 @@ def test_report_renders_in_headless_chromium(run_kit, indexed_example: Path, tmp
     assert len(colours) > 50  # a rendered table and plot, not a blank page
 
 
-def test_the_ui_tab_shows_the_latest_report(run_kit, indexed_example: Path) -> None:
+def test_the_console_tab_shows_the_latest_report_and_the_customer_ui_has_none(run_kit, indexed_example: Path) -> None:
+    import gradio as gr
+
     from kit.components.llm import ServerEngine
     from kit.domain import load_domain
     from kit.services.admission import Admission
     from kit.services.chat import ChatService
     from kit.services.feedback import FeedbackStore
+    from kit.services.insights import InsightsService
     from kit.services.turns import TurnService
     from kit.settings import ModelSettings, OpenAIServer
-    from kit.ui.app import ChatUI, build_app
+    from kit.ui.admin.insights import InsightsView
+    from kit.ui.app import build_app
 
     with openai_stub(canned) as (url, _):
         engine = ServerEngine(ModelSettings(server=OpenAIServer(base_url=url, model="big")))
         service = ChatService.open(load_domain(indexed_example), engine=engine)
         turns = TurnService(service, FeedbackStore(indexed_example / "build" / "feedback.sqlite3"), Admission(1))
-        ui = ChatUI(turns)
-        text, plot = ui.eval_report()
+        console = InsightsView(InsightsService(service.domain, turns.store))
+        text, plot = console.eval_report()
         assert text.startswith("No eval report yet — run: `kit eval ")
         assert plot is None
         assert run_kit("eval", str(indexed_example), "--model", f"openai:{url}#big", "-q").code == 0
-    text, plot = ui.eval_report()
+    text, plot = console.eval_report()
     assert text.startswith("# Eval report: example-shop") and "| big |" in text
     assert plot is not None and Path(plot).read_bytes().startswith(b"\x89PNG")
-    assert build_app(turns) is not None
+    customer = build_app(turns)
+    assert [b.label for b in customer.blocks.values() if isinstance(b, gr.Tab)] == ["Chat"]
+    assert not any(getattr(b, "elem_id", None) == "kit-eval" for b in customer.blocks.values())

@@ -90,14 +90,6 @@ class ChatUI:
         if turn is not None:
             self.service.rate(turn, bool(data.liked))
 
-    def eval_report(self) -> tuple[str, str | None]:
-        """The domain's latest eval report (Markdown and plot), or how to make one."""
-        from kit.services.evaluation.report import latest
-
-        domain = self.service.domain
-        text, plot = latest(domain.build_dir / "eval")
-        return text or f"No eval report yet — run: `kit eval {domain.root}`", str(plot) if plot else None
-
     def new_chat(self) -> tuple[Any, ...]:
         return self.greeting(), "", "", [], new_conversation(), {}
 
@@ -133,14 +125,6 @@ def build_app(service: TurnService, queue_size: int = QUEUE_MAX) -> gr.Blocks:
             with gr.Column(scale=2):
                 status = gr.Markdown(f"Model: `{service.model}`", elem_id="kit-status")
                 sources = gr.Markdown("", elem_id="kit-sources")
-        with gr.Tab("Eval report"):
-            report_md, report_plot = (
-                gr.Markdown(elem_id="kit-eval"),
-                gr.Image(label="Quality against cost", type="filepath"),
-            )
-            refresh = gr.Button("Reload the latest report", variant="secondary")
-        refresh.click(ui.eval_report, None, [report_md, report_plot])
-        app.load(ui.eval_report, None, [report_md, report_plot])
         outputs = [box, chat, sources, status, history, conv, turns]
         box.submit(ui.respond, [box, chat, history, conv, turns], outputs, api_name="chat")
         chat.like(ui.like, [turns], None)
