@@ -11,10 +11,12 @@ from kit.server.admin_login import ADMIN_PATH, AdminAccess, AdminGate
 from kit.server.documents_api import add_documents_api
 from kit.server.routes import build_api
 from kit.server.settings import FEEDBACK_DB_ENV, Limits
+from kit.server.widget import WidgetGate, add_widget
 from kit.services.admission import Admission
 from kit.services.chat import ChatService
 from kit.services.documents import DocumentService
 from kit.services.feedback import FeedbackStore
+from kit.services.leads import LeadStore
 from kit.services.turns import TurnService
 
 
@@ -24,10 +26,12 @@ def build_server(
     login: tuple[str, str] | None = None,
     limits: Limits | None = None,
     admin: AdminAccess | None = None,
+    widget_key: str | None = None,
 ) -> FastAPI:
     """API at /v1 and the Gradio UI at /, on one FastAPI app, over one turn service (one feedback store, one
     admission queue in front of the model); ``login`` puts a (user, password) form before the UI. With ``admin`` the
-    owner's console is at /admin behind its login (kit/server/admin_login.py); without it /admin is off."""
+    owner's console is at /admin behind its login (kit/server/admin_login.py); without it /admin is off. The website
+    widget (kit/server/widget.py) chats with ``widget_key``, its publishable key; without one it is off."""
     import gradio as gr
 
     from kit.ui.admin.app import build_console
@@ -39,7 +43,11 @@ def build_server(
     store = FeedbackStore(Path(db), privacy) if db else FeedbackStore.for_domain(service.domain.build_dir, privacy)
     store.purge_daily()  # the store purged expired turns when it opened; then once a day
     turns = TurnService(service, store, Admission(limits.max_busy))
+    leads = LeadStore.beside(store.path)
     app = build_api(turns, api_key, limits)
+    add_widget(app, turns, leads, limits)
+    origins = service.domain.spec.serve.allowed_origins
+    app.add_middleware(WidgetGate, key=widget_key, origins=origins, limits=limits)
     documents = DocumentService(service)
     add_documents_api(app, documents, api_key)
     app.add_middleware(AdminGate, access=admin)
