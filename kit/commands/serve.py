@@ -6,6 +6,8 @@ put a login in front of the UI. Bound to anything but loopback, the server refus
 both unless ``KIT_ALLOW_NO_AUTH=1`` says serving openly is intended. The owner's console at /admin needs
 ``KIT_ADMIN_PASSWORD`` (or ``KIT_ADMIN_PASSWORD_FILE``; either may hold the password or its scrypt hash); on
 loopback without one a one-time token is printed with the console's URL, elsewhere the console is off.
+The website widget (/widget.js) chats with ``KIT_WIDGET_KEY`` (or ``KIT_WIDGET_KEY_FILE``), a publishable key the
+shop's pages carry: it can only chat, never the API key; without it the widget is off.
 Limits on what a client may send and how often (``kit.server.settings.Limits``) come from ``KIT_MAX_BODY_BYTES``,
 ``KIT_RATE_PER_MINUTE`` and the like.
 """
@@ -31,6 +33,7 @@ UI_USER_ENV = "KIT_UI_USER"
 UI_PASSWORD_ENV = "KIT_UI_PASSWORD"
 ALLOW_NO_AUTH_ENV = "KIT_ALLOW_NO_AUTH"
 ADMIN_PASSWORD_ENV = "KIT_ADMIN_PASSWORD"
+WIDGET_KEY_ENV = "KIT_WIDGET_KEY"
 
 
 def check_port(host: str, port: int) -> None:
@@ -101,6 +104,17 @@ def admin_access(host: str) -> AdminAccess | None:
     return AdminAccess.one_time_token() if is_loopback(host) else None
 
 
+def widget_key(api_key: str | None) -> str | None:
+    """The widget's publishable key; an error when it repeats a secret, since every visitor of the shop can read it."""
+    key = secret(WIDGET_KEY_ENV)
+    if key and key in (api_key, secret(ADMIN_PASSWORD_ENV)):
+        raise KitError(
+            f"{WIDGET_KEY_ENV} is the same as the API key or the console password, and shop pages publish it",
+            f"give {WIDGET_KEY_ENV} a value of its own: python -c 'import secrets; print(secrets.token_urlsafe())'",
+        )
+    return key
+
+
 def run_server(domain_dir: str, host: str, port: int, api_key: str | None) -> None:
     """Load the domain's service and serve UI and API until interrupted."""
     import uvicorn
@@ -119,7 +133,8 @@ def run_server(domain_dir: str, host: str, port: int, api_key: str | None) -> No
     check_port(host, port)
     service = ChatService.open(load_domain(domain_dir))
     admin = admin_access(host)
-    app = build_server(service, api_key, login, limits, admin)
+    widget = widget_key(api_key)
+    app = build_server(service, api_key, login, limits, admin, widget)
     click.echo(f"serving {service.domain.name} on http://{host}:{port}/ (API at http://{host}:{port}/v1)")
     if admin is None:
         click.echo(f"the owner's console is off: set {ADMIN_PASSWORD_ENV} to open it at /admin/")
@@ -127,6 +142,10 @@ def run_server(domain_dir: str, host: str, port: int, api_key: str | None) -> No
         click.echo(f"owner's console: http://{host}:{port}/admin/?token={admin.token}")
     else:
         click.echo(f"owner's console: http://{host}:{port}/admin/ (password: {ADMIN_PASSWORD_ENV})")
+    if widget:
+        click.echo(f'website widget: <script src="http://{host}:{port}/widget.js" data-key="{widget}" defer></script>')
+    else:
+        click.echo(f"the website widget is off: set {WIDGET_KEY_ENV} to a publishable key of its own to turn it on")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
@@ -146,7 +165,9 @@ def command(domain_dir: str, host: str, port: int, api_key: str | None) -> None:
     "busy, retry" beyond), KIT_QUEUE_SIZE UI requests waiting in Gradio's
     queue (503 beyond), KIT_MAX_BODY_BYTES (413 beyond),
     KIT_MAX_MESSAGES and KIT_MAX_MESSAGE_CHARS; KIT_UI_SESSIONS UI sessions
-    kept in memory (the longest idle dropped beyond).
+    kept in memory (the longest idle dropped beyond). KIT_WIDGET_KEY turns the
+    website widget on (/widget.js; a publishable key that can only chat;
+    KIT_WIDGET_RATE_PER_MINUTE and KIT_WIDGET_RATE_BURST per visitor).
 
     \b
     Examples:
