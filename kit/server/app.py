@@ -46,11 +46,12 @@ def build_server(
     leads = LeadStore.beside(store.path)
     app = build_api(turns, api_key, limits)
     add_widget(app, turns, leads, limits)
-    origins = service.domain.spec.serve.allowed_origins
-    app.add_middleware(WidgetGate, key=widget_key, origins=origins, limits=limits)
     documents = DocumentService(service)
     add_documents_api(app, documents, api_key)
     app.add_middleware(AdminGate, access=admin)
+    # outermost: the widget's key is refused before any other gate reads it, and its CORS grant covers every answer
+    origins = service.domain.spec.serve.allowed_origins
+    app.add_middleware(WidgetGate, key=widget_key, origins=origins, limits=limits)
     if admin is not None:  # mounted before the customer UI at /, which would otherwise take /admin too
         console = build_console(turns, documents)
         gr.mount_gradio_app(app, console, path=ADMIN_PATH, max_file_size=limits.max_body_bytes)

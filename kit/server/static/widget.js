@@ -19,7 +19,7 @@
 
   var css = [
     ":host{all:initial;--p:" + CONFIG.primary + ";--s:" + CONFIG.secondary + ";font:15px/1.45 system-ui,sans-serif;color:#1f2937}",
-    ".bubble{position:fixed;bottom:20px;" + (left ? "left" : "right") + ":20px;width:56px;height:56px;border-radius:50%;border:0;",
+    ".bubble{position:fixed;bottom:20px;" + (left ? "left" : "right") + ":20px;width:56px;height:56px;border-radius:50%;border:0;display:grid;place-items:center;",
     "background:var(--p);color:#fff;font-size:26px;cursor:pointer;box-shadow:0 4px 14px rgba(0,0,0,.25);z-index:2147483646}",
     ".panel{position:fixed;bottom:88px;" + (left ? "left" : "right") + ":20px;width:min(370px,calc(100vw - 40px));height:min(540px,calc(100vh - 110px));",
     "display:flex;flex-direction:column;background:#fff;border-radius:12px;box-shadow:0 8px 30px rgba(0,0,0,.3);overflow:hidden;z-index:2147483647}",
@@ -31,7 +31,8 @@
     ".user{background:var(--p);color:#fff;margin-left:auto}",
     ".bot{background:#fff;border:1px solid #e5e7eb}",
     ".error{border-color:#dc2626}",
-    ".sources{margin:6px 0 0;padding:6px 0 0 18px;border-top:1px solid #e5e7eb;font-size:12.5px;color:#4b5563}",
+    ".src-label{margin:8px 0 0;padding-top:6px;border-top:1px solid #e5e7eb;font-size:12px;font-weight:600;color:#4b5563}",
+    ".sources{margin:2px 0 0;padding:0 0 0 18px;font-size:12.5px;color:#4b5563}",
     ".sources .cited{font-weight:600;color:#111827}",
     "form.ask{display:flex;gap:6px;padding:10px;border-top:1px solid #e5e7eb}",
     "input,textarea{flex:1;font:inherit;padding:7px 9px;border:1px solid #9ca3af;border-radius:8px;box-sizing:border-box;width:100%}",
@@ -52,12 +53,27 @@
     return node;
   }
 
+  function icon() {  // a speech bubble, drawn: no emoji font needed
+    var ns = "http://www.w3.org/2000/svg";
+    var svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("width", "28");
+    svg.setAttribute("height", "28");
+    svg.setAttribute("aria-hidden", "true");
+    var path = document.createElementNS(ns, "path");
+    path.setAttribute("fill", "currentColor");
+    path.setAttribute("d", "M4 3h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2z");
+    svg.appendChild(path);
+    return svg;
+  }
+
   var host = el("div", { id: "kit-widget" });
   var root = host.attachShadow({ mode: "open" });
   var style = el("style");
   style.textContent = css;
   var bubble = el("button", { "class": "bubble", type: "button", "aria-label": "Open chat with " + CONFIG.assistant,
-                              "aria-expanded": "false", "aria-controls": "kit-panel" }, "\u{1F4AC}");
+                              "aria-expanded": "false", "aria-controls": "kit-panel" });
+  bubble.appendChild(icon());
   var panel = el("section", { "class": "panel", id: "kit-panel", role: "dialog", "aria-label": title, hidden: "" });
   var header = el("header");
   var close = el("button", { type: "button", "aria-label": "Close chat" }, "\u00D7");
@@ -118,6 +134,7 @@
 
   function showSources(node, sources, cited) {
     if (!sources || !sources.length) return;
+    node.appendChild(el("p", { "class": "src-label" }, "Sources"));
     var list = el("ol", { "class": "sources", "aria-label": "Sources" });
     sources.forEach(function (s) {
       var where = s.location ? ", " + s.location : "";
