@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from runtime_fixtures import ROOT, PlantedEngine, indexed_copy
+from runtime_fixtures import ROOT, PlantedEngine
 
 from kit.domain import CORRECTIONS, Domain, load_domain
 from kit.errors import DataError
@@ -21,6 +21,7 @@ from kit.services.reply import Reply, SourceRef
 from kit.settings import Privacy
 
 EXAMPLE = ROOT / "data_templates" / "example"
+TRANSCRIPT = "document.querySelector('#kit-admin-transcript').innerText"  # the open conversation, in the browser
 
 
 def reply(question: str, answer: str, kind: str = "answer", evidence: float | None = 0.7, withheld: str = "") -> Reply:
@@ -95,20 +96,20 @@ def test_search_finds_conversations_by_text_kind_and_day(domain: Domain, store: 
     assert found(insights, until=today - timedelta(days=2)) == {ids["shipping"]}
     turns_asked = ["How long do I have to return an item?", "And sale items?"]
     listed = insights.search(Search(text="return"))
-    assert [(f.turns, f.first_question, f.marks) for f in listed] == [(2, turns_asked[0], "👍")]
+    assert [(f.turns, f.first_question, f.marks) for f in listed] == [(2, turns_asked[0], "thumbs up")]
     turns = insights.turns(ids["returns"])
     assert [t["question"] for t in turns] == turns_asked
     with pytest.raises(DataError, match="unknown kind of turn 'bogus'"):
         insights.search(Search(show="bogus"))  # type: ignore[arg-type]
 
 
-def test_a_correction_is_a_valid_training_conversation_that_finetune_reads(tmp_path: Path) -> None:
+def test_a_correction_is_a_valid_training_conversation_that_finetune_reads(example_dir: Path, tmp_path: Path) -> None:
     from kit.components.trainer import IGNORE, embedded_tokenizer_dir, load_tokenizer
     from kit.services.retrieve import Retriever
     from kit.services.training.data import build_examples, read_conversations
     from kit.validation.checks import validate_domain
 
-    domain = load_domain(indexed_copy(EXAMPLE, tmp_path / "example"))
+    domain = load_domain(shutil.copytree(example_dir, tmp_path / "example"))  # indexed once per session
     store = FeedbackStore.for_domain(domain.build_dir)
     _, (turn,) = record(store, reply("Do you gift wrap orders?", "Yes, for free [1]."))
     store.rate(turn, up=False)
@@ -228,18 +229,18 @@ def test_the_tabs_build_and_their_callbacks_show_the_store(domain: Domain, store
         "How long do I have to return an item?"
     ]
     _, _, error = view.search("", "all", "yesterday", "")
-    assert error.startswith("⚠️ error: 'yesterday' is not a day (From) — write it as YYYY-MM-DD")
+    assert error.startswith("error: 'yesterday' is not a day (From) — write it as YYYY-MM-DD")
     conv = filled["returns"][0]
     transcript, turn_picker, question, answer, _ = view.open(conv)
     assert turn_picker["value"] == str(filled["returns"][1][1]) and len(turn_picker["choices"]) == 2
-    assert "**Customer:** And sale items?" in transcript and "👍" in transcript
+    assert "**Customer:** And sale items?" in transcript and "thumbs up" in transcript
     assert (question, answer) == ("And sale items?", "Sale items are final sale.")
     last = str(filled["returns"][1][1])
     transcript, saved = view.correct(conv, last, "Can I return sale items?", "Sale items can be exchanged.")
-    assert saved.startswith("✅ Saved as `correction-")
-    assert "✏️ **Corrected:** Sale items can be exchanged." in transcript
+    assert saved.startswith("Saved as `correction-")
+    assert "**Corrected:** Sale items can be exchanged." in transcript
     _, refused = view.correct(conv, last, "Can I return sale items?", "")
-    assert refused.startswith("⚠️ error: the correction's answer is empty")
+    assert refused.startswith("error: the correction's answer is empty")
     summary, per_day, outcomes, thumbs, top = view.analytics("all")
     assert "**6** conversations, **7** questions" in summary
     assert sorted(per_day["count"]) == [6, 7] and set(per_day["what"]) == {"conversations", "questions"}
@@ -247,3 +248,74 @@ def test_the_tabs_build_and_their_callbacks_show_the_store(domain: Domain, store
     assert list(thumbs["count"]) == [1, 1] and len(top) == 7
     text, plot = view.eval_report()
     assert text.startswith("No eval report yet — run: `kit eval ") and plot is None
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (see README, Tests)")
+def test_an_owner_finds_a_thumbs_down_answer_and_corrects_it_in_a_real_browser(
+    example_dir: Path, tmp_path: Path
+) -> None:
+    import base64
+
+    from runtime_fixtures import serve
+    from test_ui_browser import ARTIFACTS, browser, js, wait_for
+
+    from kit.server.admin_login import AdminAccess
+    from kit.server.app import build_server
+    from kit.services.chat import ChatService
+
+    domain = load_domain(shutil.copytree(example_dir, tmp_path / "example"))  # indexed once per session
+    store = FeedbackStore.for_domain(domain.build_dir, domain.spec.privacy)
+    _, (wrong,) = record(store, reply("Do you gift wrap orders?", "Yes, for free [1]."))
+    store.rate(wrong, up=False)
+    record(store, reply("Is shipping free?", "Free over $50 [1]."))
+    record(store, reply("What's the weather tomorrow?", "Sorry, I can only help…", "refuse", 0.1))
+    app = build_server(ChatService.open(domain, engine=PlantedEngine()), admin=AdminAccess.from_secret("owner-pass"))
+    for url in serve(app):
+        with browser(tmp_path / "profile") as cdp:
+
+            def page() -> str:
+                return js(cdp, "document.body.innerText") or ""
+
+            def click(selector: str) -> None:
+                box = js(cdp, f"(() => {{ const r = document.querySelector({selector!r}).getBoundingClientRect();"
+                              " return [r.x + r.width / 2, r.y + r.height / 2]; })()")  # fmt: skip
+                for kind in ("mousePressed", "mouseReleased"):
+                    cdp("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left", clickCount=1)
+
+            def type_into(selector: str, text: str) -> None:
+                js(cdp, f"(() => {{ const e = document.querySelector({selector!r}); e.focus(); e.select(); }})()")
+                cdp("Input.insertText", text=text)
+
+            cdp("Page.navigate", url=url + "/admin/")
+            wait_for(lambda: js(cdp, "!!document.querySelector('#password')"), 60)
+            type_into("#password", "owner-pass")
+            js(cdp, "document.querySelector('form').submit()")
+            wait_for(lambda: "Conversations" in page(), 60)
+            js(cdp, "[...document.querySelectorAll('button[role=tab]')].find(b => b.innerText.includes("
+                    "'Conversations')).click()")  # fmt: skip
+            wait_for(lambda: "Do you gift wrap orders?" in page(), 60)  # the latest conversations, listed on load
+            type_into("#kit-admin-search textarea", "gift wrap")
+            enter = {"key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13, "nativeVirtualKeyCode": 13}
+            cdp("Input.dispatchKeyEvent", type="keyDown", text="\r", **enter)
+            cdp("Input.dispatchKeyEvent", type="keyUp", **enter)
+            wait_for(lambda: "1 conversation found" in page(), 60)
+            assert "Is shipping free?" not in page()
+            js(cdp, "window.scrollTo(0, 0)")
+            cells = "[...document.querySelectorAll('#kit-admin-found [role=gridcell]')]"
+            cell = f"{cells}.find(c => c.innerText.includes('gift wrap'))"
+            js(cdp, f"{cell}.setAttribute('data-kit-cell', '1')")
+            click("[data-kit-cell='1']")
+            wait_for(lambda: "Customer:" in (js(cdp, TRANSCRIPT) or ""), 60)
+            type_into("#kit-admin-answer textarea", "Not yet: we don't offer gift wrapping.")
+            click("#kit-admin-save")
+            try:
+                wait_for(lambda: "Saved as" in page(), 60)
+            finally:
+                shot = base64.b64decode(cdp("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"])
+                ARTIFACTS.mkdir(parents=True, exist_ok=True)
+                (ARTIFACTS / "console-conversations.png").write_bytes(shot)
+            assert "Corrected: Not yet: we don't offer gift wrapping." in page()
+    saved = [json.loads(line) for line in (domain.root / CORRECTIONS).read_text(encoding="utf-8").splitlines()]
+    assert [m["content"] for m in saved[0]["messages"]] == [
+        "Do you gift wrap orders?", "Not yet: we don't offer gift wrapping."
+    ]  # fmt: skip

@@ -56,7 +56,7 @@ class Found:
     started: float
     turns: int
     first_question: str
-    marks: str  # what happened in it: 👍 👎 refused hand-off withheld error
+    marks: str  # what happened in it: thumbs up, thumbs down, refused hand-off withheld error
 
 
 class InsightsService:
@@ -113,14 +113,14 @@ class InsightsService:
     def _found(self, conversation: str) -> Found:
         turns = self.store.turns(conversation)
         marks = {
-            "👍": any(t["rating"] == 1 for t in turns),
-            "👎": any(t["rating"] == -1 for t in turns),
+            "thumbs up": any(t["rating"] == 1 for t in turns),
+            "thumbs down": any(t["rating"] == -1 for t in turns),
             "refused": any(t["kind"] == "refuse" for t in turns),
             "hand-off": any(t["kind"] == "handoff" for t in turns),
             "withheld": any(t["withheld"] for t in turns),
             "error": any(t["kind"] == "error" for t in turns),
         }
-        shown = " ".join(name for name, present in marks.items() if present)
+        shown = ", ".join(name for name, present in marks.items() if present)
         return Found(conversation, turns[0]["created"], len(turns), turns[0]["question"], shown)
 
     def turns(self, conversation: str) -> list[dict[str, Any]]:

@@ -40,7 +40,7 @@ def add_insight_tabs(insights: InsightsService) -> None:
 
 
 def error_line(exc: KitError) -> str:
-    return f"⚠️ error: {exc}"
+    return f"error: {exc}"
 
 
 def parse_day(text: str, name: str) -> date | None:
@@ -142,14 +142,14 @@ class InsightsView:
     def correct(self, conversation: str | None, turn_id: str | None, question: str, answer: str) -> tuple[Any, ...]:
         """Save the correction; a bad one says why and saves nothing."""
         if not turn_id:
-            return gr.skip(), "⚠️ error: no answer picked — open a conversation and pick the answer to correct"
+            return gr.skip(), "error: no answer picked — open a conversation and pick the answer to correct"
         try:
             record = self.insights.correct(int(turn_id), answer, question)
         except KitError as exc:
             return gr.skip(), error_line(exc)
         turns = self.insights.turns(conversation) if conversation else []
         where = self.insights.domain.rel(self.insights.domain.root / "data" / "corrections.jsonl")
-        return transcript(turns), f"✅ Saved as `{record.id}` in `{where}`: the next `kit finetune` trains on it."
+        return transcript(turns), f"Saved as `{record.id}` in `{where}`: the next `kit finetune` trains on it."
 
     # --- Content gaps ----------------------------------------------------------------------------------------------
 
@@ -231,7 +231,7 @@ def figures(stats: Analytics) -> tuple[str, pd.DataFrame, pd.DataFrame, pd.DataF
     rates = " · ".join(f"{name} {stats.rate(name):.0%}" for name in OUTCOMES)
     summary = (
         f"**{stats.conversations}** conversations, **{stats.turns}** questions · {rates} · "
-        f"👍 {stats.thumbs_up} 👎 {stats.thumbs_down}"
+        f"thumbs up {stats.thumbs_up}, down {stats.thumbs_down}"
     )
     per_day = pd.DataFrame(
         [(d, what, n) for d, convs, turns in stats.per_day for what, n in (("conversations", convs),
@@ -239,7 +239,7 @@ def figures(stats: Analytics) -> tuple[str, pd.DataFrame, pd.DataFrame, pd.DataF
         columns=["day", "what", "count"],
     )  # fmt: skip
     outcomes = pd.DataFrame([(name, stats.rate(name)) for name in OUTCOMES], columns=["outcome", "share"])
-    thumbs = pd.DataFrame([("👍 up", stats.thumbs_up), ("👎 down", stats.thumbs_down)], columns=["thumbs", "count"])
+    thumbs = pd.DataFrame([("up", stats.thumbs_up), ("down", stats.thumbs_down)], columns=["thumbs", "count"])
     top = pd.DataFrame(stats.top_questions, columns=["question", "times asked"])
     return summary, per_day, outcomes, thumbs, top
 
@@ -250,7 +250,7 @@ def transcript(turns: list[dict[str, Any]]) -> str:
     for i, t in enumerate(turns, start=1):
         facts = [KIND_NAMES.get(t["kind"], t["kind"]), when(t["created"])]
         if t["rating"]:
-            facts.append("👍" if t["rating"] == 1 else "👎")
+            facts.append("thumbs up" if t["rating"] == 1 else "thumbs down")
         if t["withheld"]:
             facts.append(f"withheld: {t['withheld']}")
         if t["evidence"] is not None:
@@ -258,6 +258,6 @@ def transcript(turns: list[dict[str, Any]]) -> str:
         answer = "\n".join(f"> {line}" for line in t["answer"].splitlines()) or "> (no answer)"
         part = f"**Turn {i}** · {' · '.join(facts)}\n\n**Customer:** {t['question']}\n\n{answer}"
         if t["correction"]:
-            part += f"\n\n✏️ **Corrected:** {t['correction']}"
+            part += f"\n\n**Corrected:** {t['correction']}"
         parts.append(part)
     return "\n\n---\n\n".join(parts)
