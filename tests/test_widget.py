@@ -283,3 +283,32 @@ def test_a_page_from_an_unlisted_origin_gets_nothing(widget_server: tuple[str, P
         site.close()
     assert "Failed to fetch" in error
     assert fetched == "refused: TypeError"
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (see README, Tests)")
+def test_the_chat_ui_offers_the_lead_form_outside_hours(widget_server: tuple[str, Path], tmp_path: Path) -> None:
+    url, domain = widget_server
+    fields = "[...document.querySelectorAll('#kit-lead textarea, #kit-lead input')]"
+    with browser(tmp_path / "profile") as cdp:
+        cdp("Page.navigate", url=url + "/")
+        wait_for(lambda: js(cdp, "!!document.querySelector('textarea')"), 60)
+        assert not js(cdp, "!!document.querySelector('#kit-lead textarea')")  # hidden until a hand-off
+        js(cdp, "document.querySelector('textarea').focus()")
+        type_and_enter(cdp, "Can I talk to a real person about my order?")
+        wait_for(lambda: js(cdp, f"{fields}.length") == 3, 60)
+        assert "back on" in js(cdp, "document.body.innerText") or "back tomorrow" in js(cdp, "document.body.innerText")
+        assert js(cdp, f"{fields}[2].value") == "Can I talk to a real person about my order?"
+        for i, text in ((0, "Alan Turing"), (1, "nobody@nowhere")):
+            js(cdp, f"{fields}[{i}].focus()")
+            cdp("Input.insertText", text=text)
+        js(cdp, "document.querySelector('#kit-lead button').click()")
+        status = "document.getElementById('kit-lead-status').innerText"
+        wait_for(lambda: "neither an e-mail" in (js(cdp, status) or ""), 30)
+        js(cdp, f"{fields}[1].select()")
+        cdp("Input.insertText", text="+44 20 7946 0958")
+        js(cdp, "document.querySelector('#kit-lead button').click()")
+        wait_for(lambda: "Thank you" in (js(cdp, status) or ""), 30)
+        wait_for(lambda: js(cdp, f"{fields}.length") == 0, 10)  # the form closes
+    lead = LeadStore.beside(domain / "build" / "feedback.sqlite3").leads()[0]
+    assert [lead["name"], lead["contact"]] == ["Alan Turing", "+44 20 7946 0958"]
+    assert lead["question"] == "Can I talk to a real person about my order?" and lead["conversation"]

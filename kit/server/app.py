@@ -55,7 +55,7 @@ def build_server(
     if admin is not None:  # mounted before the customer UI at /, which would otherwise take /admin too
         console = build_console(turns, documents)
         gr.mount_gradio_app(app, console, path=ADMIN_PATH, max_file_size=limits.max_body_bytes)
-    ui = build_app(turns, queue_size=limits.queue_size)
+    ui = build_app(turns, queue_size=limits.queue_size, leads=leads)
     ui.state_session_capacity = limits.ui_sessions  # Gradio keeps 10,000 sessions otherwise: memory grows with visits
     return gr.mount_gradio_app(
         app, ui, path="/", auth=login, max_file_size=limits.max_body_bytes, **launch_kwargs(turns)

@@ -2,7 +2,8 @@
 
 Per browser session it keeps the conversation id, the history as the model saw it (for KV-cache
 reuse) and the stored turn id of each answer (for thumbs up/down). Admission, recording and errors
-are the turn service's, the same as the API's.
+are the turn service's, the same as the API's. A hand-off outside opening hours opens a short lead form under the
+chat (name, e-mail or phone, question), stored by the lead service (kit/services/leads.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import gradio as gr
 
 from kit.components.chat_template import ChatMessage
 from kit.services.feedback import new_conversation
+from kit.services.leads import BadLead, LeadStore
 from kit.services.reply import Reply
 from kit.services.turns import TurnService
 
@@ -53,8 +55,10 @@ def status_markdown(reply: Reply) -> str:
 class ChatUI:
     """Callbacks of the Blocks app, bound to one turn service."""
 
-    def __init__(self, service: TurnService) -> None:
+    def __init__(self, service: TurnService, leads: LeadStore | None = None) -> None:
         self.service = service
+        self.leads = leads
+        self.offers: dict[str, str] = {}  # conversation -> the question a hand-off outside hours offered a form for
 
     def respond(
         self, message: str, chat: list[dict[str, Any]], history: list[ChatMessage], conv: str, turns: dict[str, int]
@@ -81,7 +85,25 @@ class ChatUI:
             yield "", chat, sources, f"Model: `{reply.model}` · the answer failed", history, conv, turns
             return
         history = [*history, *reply.history()]
+        if reply.lead_form and self.leads is not None:
+            self.offers[conv] = message
         yield "", chat, sources_markdown(reply), status_markdown(reply), history, conv, turns
+
+    def lead_offer(self, conv: str) -> tuple[Any, ...]:
+        """Open the lead form when the answer just given was a hand-off outside opening hours."""
+        question = self.offers.pop(conv, None)
+        if question is None:
+            return gr.skip(), gr.skip(), gr.skip()
+        return gr.update(visible=True), question, ""
+
+    def send_lead(self, name: str, contact: str, question: str, conv: str) -> tuple[Any, ...]:
+        """Store the lead and close the form, or say what to fix and keep it open with what was typed."""
+        assert self.leads is not None
+        try:
+            self.leads.add(name, contact, question, conv)
+        except BadLead as exc:
+            return gr.skip(), f"⚠️ {exc}"
+        return gr.update(visible=False), "Thank you: the team will get back to you."
 
     def like(self, turns: dict[str, int], data: gr.LikeData) -> None:
         """Store a thumbs up/down for the answer it was given on."""
@@ -108,10 +130,10 @@ def theme(primary: str, secondary: str) -> gr.themes.Base:
     )
 
 
-def build_app(service: TurnService, queue_size: int = QUEUE_MAX) -> gr.Blocks:
+def build_app(service: TurnService, queue_size: int = QUEUE_MAX, leads: LeadStore | None = None) -> gr.Blocks:
     """The Blocks app for a domain, queued: at most ``queue_size`` requests waiting, ``WORKERS`` running (their turns
-    then wait for the model in the admission queue the API shares)."""
-    ui, brand = ChatUI(service), service.domain.spec.ui
+    then wait for the model in the admission queue the API shares); with ``leads``, the after-hours lead form."""
+    ui, brand = ChatUI(service, leads), service.domain.spec.ui
     with gr.Blocks(title=brand.title, analytics_enabled=False) as app:
         gr.Markdown(f"# {brand.title}\n{brand.description}")
         history, conv, turns = gr.State([]), gr.State(new_conversation), gr.State({})
@@ -119,6 +141,13 @@ def build_app(service: TurnService, queue_size: int = QUEUE_MAX) -> gr.Blocks:
             with gr.Column(scale=3):
                 chat = gr.Chatbot(ui.greeting(), label=service.domain.spec.persona.assistant_name, height=480)
                 box = gr.Textbox(placeholder="Ask a question…", show_label=False, submit_btn=True)
+                with gr.Column(visible=False, elem_id="kit-lead") as lead_box:
+                    gr.Markdown("**Leave your details for the team**")
+                    lead_name = gr.Textbox(label="Your name", max_length=120)
+                    lead_contact = gr.Textbox(label="E-mail or phone", max_length=200)
+                    lead_question = gr.Textbox(label="Your question", lines=2, max_length=2000)
+                    lead_send = gr.Button("Send to the team", variant="primary")
+                lead_status = gr.Markdown("", elem_id="kit-lead-status")
                 new = gr.Button("New chat", variant="secondary")
                 if brand.example_questions:
                     gr.Examples(brand.example_questions, inputs=box, label="Try asking")
@@ -126,7 +155,10 @@ def build_app(service: TurnService, queue_size: int = QUEUE_MAX) -> gr.Blocks:
                 status = gr.Markdown(f"Model: `{service.model}`", elem_id="kit-status")
                 sources = gr.Markdown("", elem_id="kit-sources")
         outputs = [box, chat, sources, status, history, conv, turns]
-        box.submit(ui.respond, [box, chat, history, conv, turns], outputs, api_name="chat")
+        answered = box.submit(ui.respond, [box, chat, history, conv, turns], outputs, api_name="chat")
+        answered.then(ui.lead_offer, [conv], [lead_box, lead_question, lead_status])
+        lead_send.click(ui.send_lead, [lead_name, lead_contact, lead_question, conv], [lead_box, lead_status],
+                        api_name="lead")  # fmt: skip
         chat.like(ui.like, [turns], None)
         new.click(ui.new_chat, None, [chat, sources, box, history, conv, turns], api_name="new_chat")
     return quiet_queue(app.queue(max_size=queue_size, default_concurrency_limit=WORKERS))
