@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,7 @@ from kit.errors import KitError
 
 if TYPE_CHECKING:
     from kit.server.admin_login import AdminAccess
+    from kit.server.settings import Limits
 
 API_KEY_ENV = "KIT_API_KEY"
 UI_USER_ENV = "KIT_UI_USER"
@@ -115,15 +117,11 @@ def widget_key(api_key: str | None) -> str | None:
     return key
 
 
-def run_server(domain_dir: str, host: str, port: int, api_key: str | None) -> None:
-    """Load the domain's service and serve UI and API until interrupted."""
-    import uvicorn
-
+def prepare(host: str, port: int, api_key: str | None) -> tuple[tuple[str, str] | None, Limits]:
+    """What a server settles before any model loads: the UI login, the credentials check, the limits, the port."""
     from kit.malloc import limit_arenas
-    from kit.server.app import build_server
     from kit.server.request_ids import log_request_ids
     from kit.server.settings import Limits
-    from kit.services.chat import ChatService
 
     limit_arenas()  # before the engine's and the server's threads exist
     log_request_ids()
@@ -131,6 +129,17 @@ def run_server(domain_dir: str, host: str, port: int, api_key: str | None) -> No
     check_auth(host, api_key, login)
     limits = Limits.from_env()
     check_port(host, port)
+    return login, limits
+
+
+def run_server(domain_dir: str, host: str, port: int, api_key: str | None) -> None:
+    """Load the domain's service and serve UI and API until interrupted."""
+    import uvicorn
+
+    from kit.server.app import build_server
+    from kit.services.chat import ChatService
+
+    login, limits = prepare(host, port, api_key)
     service = ChatService.open(load_domain(domain_dir))
     admin = admin_access(host)
     widget = widget_key(api_key)
@@ -149,13 +158,34 @@ def run_server(domain_dir: str, host: str, port: int, api_key: str | None) -> No
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
+def run_domains(domain_dirs: Sequence[str], host: str, port: int, api_key: str | None) -> None:
+    """Serve several domains from one process (kit/server/multi.py) until interrupted."""
+    import uvicorn
+
+    from kit.server.multi import build_multi_server, open_domains
+
+    login, limits = prepare(host, port, api_key)
+    services, pool = open_domains(domain_dirs)
+    app = build_multi_server(services, api_key, login, limits)
+    names = [s.domain.name for s in services]
+    click.echo(f"serving {', '.join(names)} on http://{host}:{port}/ ({len(pool.models)} model load(s)): "
+               f"each UI at /<name>/, the API at http://{host}:{port}/v1 with model set to the name")  # fmt: skip
+    if secret(ADMIN_PASSWORD_ENV) or secret(WIDGET_KEY_ENV):
+        click.echo("the owner's console and the website widget are off with several domains: serve one for them")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
 @click.command("serve")
-@click.argument("domain_dir", type=click.Path())
+@click.argument("domain_dirs", nargs=-1, required=True, type=click.Path())
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; 0.0.0.0 exposes it.")
 @click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535), help="Port.")
 @click.option("--api-key", default=None, help=f"Require this bearer key on /v1 (default: ${API_KEY_ENV}).")
-def command(domain_dir: str, host: str, port: int, api_key: str | None) -> None:
+def command(domain_dirs: tuple[str, ...], host: str, port: int, api_key: str | None) -> None:
     """Serve DOMAIN_DIR's assistant: chat UI at /, OpenAI-compatible API at /v1.
+
+    Several DOMAIN_DIRs serve from one process: each distinct base model loads
+    once and each domain's LoRA adapters are set per request; each UI is at
+    /<name>/, and the API's model field names the domain (/v1/models lists them).
 
     Beyond 127.0.0.1 it needs an API key and a UI login ($KIT_API_KEY, $KIT_UI_USER,
     $KIT_UI_PASSWORD, or *_FILE secrets), or KIT_ALLOW_NO_AUTH=1.
@@ -175,5 +205,10 @@ def command(domain_dir: str, host: str, port: int, api_key: str | None) -> None:
       kit serve domains/retail --port 8000 --api-key s3cret
       KIT_API_KEY=... KIT_UI_USER=shop KIT_UI_PASSWORD=... kit serve domains/retail --host 0.0.0.0
       curl http://127.0.0.1:7860/v1/models
+      kit serve domains/retail domains/clinic    # UIs at /retail/ and /clinic/
     """
-    run_server(domain_dir, host, port, api_key or secret(API_KEY_ENV))
+    key = api_key or secret(API_KEY_ENV)
+    if len(domain_dirs) == 1:
+        run_server(domain_dirs[0], host, port, key)
+    else:
+        run_domains(domain_dirs, host, port, key)
