@@ -160,7 +160,7 @@ class Guardrails:
         examples = self.example_vectors() if vectors is not None else []
         out: list[Score] = []
         for i, check in enumerate(self.checks):
-            matched = check.pattern is not None and any(check.pattern.search(t) for t in texts)
+            matched = check.pattern is not None and any(affirmed(check.pattern, t) for t in texts)
             similarity, example = -1.0, ""
             if not matched and vectors is not None and check.examples:
                 sims = vectors @ examples[i].T  # pieces × examples
@@ -173,9 +173,27 @@ class Guardrails:
 
     def pieces(self, message: str) -> list[str]:
         """What is compared with the examples: the message and its sentences (``pieces``), and the same respelled
-        when a word looks like a misspelt word of the examples."""
-        respelled = self.respell(message)
-        return pieces(message) + (pieces(respelled) if respelled != fold(message) else [])
+        when a word looks like a misspelt word of the examples; clauses a pattern finds denied are left out."""
+        said = self.undenied(message)
+        respelled = self.respell(said)
+        return pieces(said) + (pieces(respelled) if respelled != fold(said) else [])
+
+    def undenied(self, message: str) -> str:
+        """``message`` without the clauses in which a check's pattern matches only after a negation ("i don't have
+        chest pain, but my doctor wants an ekg" → "i , but my doctor wants an ekg"): what is denied is no evidence
+        by similarity either. The message as written when nothing is denied."""
+        text = fold(message)
+        spans = [
+            _clause(text, m)
+            for c in self.checks
+            if c.pattern is not None
+            for m in c.pattern.finditer(text)
+            if _denied(text, m)
+        ]
+        if not spans:
+            return message
+        keep = [ch for i, ch in enumerate(text) if not any(a <= i < b for a, b in spans)]
+        return " ".join("".join(keep).split())
 
     def respell(self, message: str) -> str:
         """``fold(message)`` with each word that is no known word but one edit (a letter missing, extra, wrong or
@@ -297,6 +315,34 @@ def _respelled(word: str, known: frozenset[str], targets: frozenset[str]) -> str
     edits += [a + c + b[1:] for a, b in splits if b for c in letters]
     edits += [a + c + b for a, b in splits for c in letters]
     return min((e for e in edits if e in targets), default=word)
+
+
+# A pattern's match right after one of these, in the same clause, is denied rather than said ("no chest pain",
+# "he doesn't have trouble breathing", "no tengo dolor de pecho"); a few filler words may stand between. A pattern
+# that holds the negation itself ("can't breathe", "not breathing", "no respira") starts with it, so it still fires.
+_NEGATION = re.compile(
+    r"(?:\b(?:no|not|never|without|denies|denied|nunca|sin|ni)\b|\b(?:don|doesn|didn|haven|hasn|isn|aren|wasn)[’']?t"
+    r"(?: (?:have|has|had|having|got|get|feel|feeling))?|\bno (?:tengo|tiene|tuvo|hay|siento|siente))"
+    r"(?: (?:any|a|an|the|more|real|other|signs? of|symptoms? of|kind of|having|had|el|la|los|las|un|una|de|mas))*\s*$"
+)
+_CLAUSE = re.compile(r"[.,;:!?()]|\b(?:but|and|or|just|although|though|pero|y|o|solo|aunque)\b")
+
+
+def affirmed(pattern: re.Pattern[str], text: str) -> bool:
+    """Whether ``pattern`` matches ``text`` somewhere that is not denied within its clause."""
+    return any(not _denied(text, m) for m in pattern.finditer(text))
+
+
+def _denied(text: str, match: re.Match[str]) -> bool:
+    return bool(_NEGATION.search(_CLAUSE.split(text[: match.start()])[-1]))
+
+
+def _clause(text: str, match: re.Match[str]) -> tuple[int, int]:
+    """From the negation that denies ``match`` to the end of the match's clause."""
+    before = _CLAUSE.split(text[: match.start()])[-1]
+    start = match.start() - len(before) + _NEGATION.search(before).start()  # type: ignore[union-attr]
+    after = _CLAUSE.search(text, match.end())
+    return start, after.start() if after else len(text)
 
 
 def _compile(patterns: Sequence[str]) -> re.Pattern[str] | None:
