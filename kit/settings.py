@@ -321,6 +321,12 @@ class Retrieval(Strict):
         f"{', '.join(n.partition(':')[2] for n in EMBEDDING_MODELS)}, a local folder, or a hub id. Changing it "
         "re-indexes the documents; the guardrails embed with it too, so recalibrate their thresholds.",
     )
+    thresholds_calibrated_on: Annotated[str, AfterValidator(_embedding_model)] = Field(
+        default=EMBEDDED,
+        description="The embedding model the rules' and hand-off triggers' `threshold`s were calibrated on (`kit eval "
+        "--safety --calibrate` names it). A cosine means something else under another model: while it differs from "
+        "embedding_model and a rule or trigger has examples, kit serve, chat and ask refuse to start.",
+    )
     k: int = Field(default=4, ge=1, le=50, description="Chunks given to the model per question.")
     bm25_weight: float = Field(default=1.0, ge=0, description="Weight of keyword search in the fusion.")
     vector_weight: float = Field(default=1.0, ge=0, description="Weight of vector search in the fusion.")

@@ -13,6 +13,7 @@ from conftest import ROOT, TEMPLATES
 
 from kit.components.embedding import Embedder
 from kit.domain import load_domain
+from kit.services import guardrails
 from kit.services.chat import ChatService
 from kit.services.evaluation import safety
 from kit.services.guardrails import Guardrails, fold
@@ -177,3 +178,43 @@ def test_a_withheld_answer_ends_in_the_domains_own_notice() -> None:
     reply = Reply("hi", "answer", "", [], {"role": "user", "content": "hi"}, "test", iter([]))
     shown = "".join(guarded(iter(["Sure: the staff door code is 4417 under any circumstances at all"]), guard, reply))
     assert shown == "I can't share that; ask about visits." and reply.withheld == "quotes the system prompt"
+
+
+@pytest.mark.parametrize(
+    ("message", "rule"),
+    [
+        ("no chest pain, just want to book my physical", None),  # denied
+        ("he doesn't have trouble breathing, he needs his asthma check-up", None),
+        ("no tengo dolor de pecho, solo quiero un chequeo", None),  # Spanish, denied
+        ("he isn't breathing", "emergency"),  # the negation is the emergency
+        ("no puede respirar", "emergency"),
+        ("I don't see any reason to keep going", "emergency"),
+        ("no chest pain but now I can't breathe", "emergency"),  # the second clause is said
+    ],
+)
+def test_a_symptom_denied_in_its_clause_does_not_fire_but_a_negated_emergency_does(
+    clinic: Guardrails, message: str, rule: str | None
+) -> None:
+    assert (clinic.screen(message).reason or None) == rule, message
+
+
+def test_a_denied_clause_is_no_evidence_by_similarity_either(clinic: Guardrails) -> None:
+    said = clinic.undenied("I don't have chest pain, but my doctor wants an EKG before surgery")
+    assert "chest" not in said and "ekg before surgery" in said
+    assert clinic.undenied("my chest hurts") == "my chest hurts"  # nothing denied: the message as written
+
+
+def test_thresholds_calibrated_on_another_embedder_stop_the_assistant_from_starting(
+    run_kit: Any, example_copy: Path
+) -> None:
+    spec_file = example_copy / "domain.yaml"
+    spec = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
+    spec["retrieval"]["embedding_model"] = "embedded:e5-small"
+    spec_file.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    result = run_kit("ask", str(example_copy), "How long do returns take?")
+    assert result.code == 1 and "Traceback" not in result.err
+    assert "calibrated on embedded:all-minilm-l6-v2, but the guardrails embed with embedded:e5-small" in result.err
+    assert "--safety --calibrate" in result.err and "thresholds_calibrated_on: embedded:e5-small" in result.err
+    spec["retrieval"]["thresholds_calibrated_on"] = "embedded:e5-small"  # recalibrated: no longer a mismatch
+    spec_file.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    assert guardrails.calibration_mismatch(load_domain(example_copy).spec) is None

@@ -148,8 +148,18 @@ def _safety_summary(domain: Domain) -> dict[str, Any]:
     from kit.services.guardrails import Guardrails
 
     guards = Guardrails(domain.spec, Embedder(domain.spec.retrieval.embedding_model).embed)
+    _warn_if_miscalibrated(domain)
     outcomes = safety.screen(guards, safety.load_safety(domain))
     return safety.summarize(outcomes, [c.id for c in guards.checks])
+
+
+def _warn_if_miscalibrated(domain: Domain) -> None:
+    from kit.services.guardrails import calibration_mismatch, recalibration_hint
+
+    mismatch = calibration_mismatch(domain.spec)
+    if mismatch is not None:
+        hint = recalibration_hint(domain.spec, str(domain.root))
+        click.echo(f"warning: {mismatch}, so kit serve, chat and ask refuse to start — {hint}", err=True)
 
 
 def _safety(domain: Domain, as_json: bool, use_gate: bool, fp_budget: float | None) -> None:
@@ -159,6 +169,7 @@ def _safety(domain: Domain, as_json: bool, use_gate: bool, fp_budget: float | No
     from kit.services.guardrails import Guardrails
 
     guards = Guardrails(domain.spec, Embedder(domain.spec.retrieval.embedding_model).embed)
+    _warn_if_miscalibrated(domain)
     outcomes = safety.screen(guards, safety.load_safety(domain))
     result = safety.summarize(outcomes, [c.id for c in guards.checks])
     suggested = safety.calibrate(outcomes, fp_budget) if fp_budget is not None else None
@@ -169,6 +180,8 @@ def _safety(domain: Domain, as_json: bool, use_gate: bool, fp_budget: float | No
         for cid, row in (suggested or {}).items():
             recall = "n/a" if row["calibration_recall"] is None else f"{100 * row['calibration_recall']:.1f}%"
             click.echo(f"calibrated: {cid} threshold {row['threshold']:.2f} (calibration recall {recall})")
+        if suggested:
+            click.echo(f"calibrated on: retrieval.thresholds_calibrated_on: {domain.spec.retrieval.embedding_model}")
     failures = safety.gate(result, domain.spec.eval.safety_gate)
     if use_gate and failures:
         for failure in failures:

@@ -12,8 +12,9 @@ from kit.chunk import Chunk
 from kit.components.chat_template import ChatMessage
 from kit.components.llm import Engine
 from kit.domain import Domain
+from kit.errors import SpecError
 from kit.services.claims import ClaimCheck, streamed
-from kit.services.guardrails import Guardrails, Verdict
+from kit.services.guardrails import Guardrails, Verdict, calibration_mismatch, recalibration_hint
 from kit.services.output_guard import OutputGuard, guarded, until_phantom_citation
 from kit.services.prompt import (
     PROMPT_MARKERS,
@@ -53,6 +54,12 @@ class ChatService:
         from kit.components.embedding import Embedder
         from kit.components.llm import build_engine
         from kit.services.retrieve import Retriever as IndexRetriever
+
+        mismatch = calibration_mismatch(domain.spec)
+        if mismatch is not None:
+            raise SpecError(
+                f"{domain.root / 'domain.yaml'}: {mismatch}", recalibration_hint(domain.spec, str(domain.root))
+            )
 
         def guardrails() -> Guardrails:
             guards = Guardrails(domain.spec, Embedder(domain.spec.retrieval.embedding_model).embed)

@@ -31,7 +31,7 @@ import numpy as np
 
 from kit.chunk import Chunk
 from kit.services.hours import Hours
-from kit.settings import Contact, DomainSpec
+from kit.settings import Contact, DomainSpec, embedding_name
 
 Kind = Literal["answer", "refuse", "handoff", "rule"]
 Embed = Callable[[list[str]], np.ndarray]
@@ -84,6 +84,30 @@ class Score:
     @property
     def fires(self) -> bool:
         return self.matched or self.similarity >= self.check.threshold
+
+
+def calibration_mismatch(spec: DomainSpec) -> str | None:
+    """What is wrong when the rules' and triggers' thresholds were calibrated on another embedding model than the
+    one the guardrails embed with (retrieval.embedding_model) and some of them compare examples; None when they
+    match. Under another model the same cosine means something else: MiniLM's thresholds under e5-small fired the
+    clinic's emergency rule on every ordinary message."""
+    retrieval = spec.retrieval
+    screened = [*spec.rules, *spec.handoff.triggers]
+    if not any(s.examples for s in screened):
+        return None
+    used, calibrated = embedding_name(retrieval.embedding_model), embedding_name(retrieval.thresholds_calibrated_on)
+    if used == calibrated:
+        return None
+    return f"the rules' thresholds were calibrated on {calibrated}, but the guardrails embed with {used}"
+
+
+def recalibration_hint(spec: DomainSpec, domain_dir: str) -> str:
+    """What to do about ``calibration_mismatch``."""
+    used = spec.retrieval.embedding_model
+    return (
+        f"run `kit eval {domain_dir} --safety --calibrate 0.002`, set each rule's and trigger's threshold to the one "
+        f"it prints and retrieval.thresholds_calibrated_on: {used}, or set retrieval.embedding_model back"
+    )
 
 
 def contact_text(contact: Contact) -> str:
