@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import ROOT, TEMPLATES
@@ -37,8 +39,9 @@ def test_every_rule_item_gets_its_rules_fixed_response(name: str) -> None:
 @pytest.mark.parametrize("name", TEMPLATES)
 def test_every_handoff_item_gets_the_handoff_message_with_the_contact(name: str) -> None:
     domain = load_domain(ROOT / "domains" / name)
-    guard = Guardrails(domain.spec)
     contact = domain.spec.handoff.contact
+    zone = ZoneInfo(contact.opening_hours.timezone if contact.opening_hours else "UTC")
+    guard = Guardrails(domain.spec, clock=lambda: datetime(2026, 12, 2, 12, 0, tzinfo=zone))  # a Wednesday noon: open
     own = {t.id: " ".join(t.message.split()) for t in domain.spec.handoff.triggers if t.message}
     for item in eval_items(domain, "handoff"):
         verdict = guard.screen(item["question"])

@@ -3,6 +3,7 @@ a time zone whose date differs from UTC's, daylight saving; an emergency outside
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -10,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-from conftest import EXAMPLE
+from conftest import EXAMPLE, ROOT, TEMPLATES
 from pydantic import ValidationError
 
 from kit.domain import load_domain
@@ -110,3 +111,23 @@ def test_an_emergency_outside_hours_gets_its_fixed_response(tmp_path: Path) -> N
     guards = _guardrails(tmp_path, datetime(2026, 12, 6, 3, 0, tzinfo=LA))  # Sunday, 3 a.m.
     verdict = guards.screen("I have chest pain and need a real person")
     assert verdict.kind == "rule" and verdict.message == "Call 911 now." and not verdict.lead_form
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_each_template_hands_off_after_hours_with_the_lead_form_and_keeps_its_rules(name: str) -> None:
+    spec = load_domain(ROOT / "domains" / name).spec
+    hours = spec.handoff.contact.opening_hours
+    assert hours is not None
+    sunday_night = datetime(2026, 12, 6, 23, 0, tzinfo=ZoneInfo(hours.timezone))
+    guards = Guardrails(spec, clock=lambda: sunday_night)
+    verdict = guards.screen("I want to talk to a real person")
+    assert verdict.kind == "handoff" and verdict.lead_form and "back tomorrow at " in verdict.message
+    assert "{" not in verdict.message
+    domain = load_domain(ROOT / "domains" / name)
+    items = [json.loads(line) for line in domain.path(spec.eval.set).read_text(encoding="utf-8").splitlines() if line]
+    rule_items = [i for i in items if i.get("expect") == "rule"]
+    responses = {r.id: r.response for r in spec.rules}
+    assert rule_items
+    for item in rule_items:  # the emergencies and other rules of the development set, at 11 p.m. on a Sunday
+        verdict = guards.screen(item["question"])
+        assert (verdict.kind, verdict.message, verdict.lead_form) == ("rule", responses[item["rule"]], False)
