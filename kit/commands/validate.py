@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from kit.components.llm import server_ignores
 from kit.domain import Domain, find_spec, load_domain, read_draft
 from kit.errors import Problem, ValidationFailed
 from kit.validation.checks import validate_draft
@@ -22,8 +23,9 @@ def command(domain_dir: str, no_embeddings: bool) -> None:
     Prints every problem as `file:line: what is wrong — how to fix`; exits 1 when
     there is any. Then warns (exit 0) about eval questions that a training
     conversation already asks (same text, word overlap >= 0.6, or embedding
-    cosine >= 0.92), naming both places, and about answer items that an answer
-    repeating the question would pass.
+    cosine >= 0.92), naming both places, about answer items that an answer
+    repeating the question would pass, and about model settings a model.server
+    cannot apply (the fact lock, the untrained-token filter, LoRA adapters).
 
     \b
     Example:
@@ -56,4 +58,5 @@ def _warnings(domain: Domain, shown: Path, embeddings: bool) -> list[str]:
         f"({o.how}) — reword it, ask about another fact, or keep it out of the held-out set"
         for o in contamination.check(domain, embed)
     ]
-    return lines + [str(Problem(str(shown / w.file), w.line, w.what, w.hint)) for w in contamination.echoes(domain)]
+    lines += [str(Problem(str(shown / w.file), w.line, w.what, w.hint)) for w in contamination.echoes(domain)]
+    return lines + server_ignores(domain.spec.model)

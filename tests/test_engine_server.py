@@ -1,0 +1,176 @@
+"""A real OpenAI-compatible engine as `model.server`: llama-cpp-python's own server (`python -m llama_cpp.server`,
+the engine extra) on the test model, started on a free port. Chat, retrieval, guardrails, the claim check and
+`kit eval` run through it and give what the same model in-process gives; what a server cannot do is said plainly.
+
+The in-process side runs without the fact lock and the untrained-token filter (they need the logits, which a server
+does not give) and both sides with repeat_penalty 1.0 (OpenAI's API has no such field): then greedy answers match
+token for token. tests/openai_stub.py stays for what a real engine cannot be made to do (canned answers, faults).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import EXAMPLE
+from runtime_fixtures import SHORT, TEST_MODEL, free_port, indexed_copy, tune_domain
+
+SERVER_CTX = 2048
+ALIAS = "gemma-3-270m"
+LOCAL_ONLY_OFF = {"fact_lock": False, "suppress_untrained": False}
+GREEDY = {"max_tokens": SHORT, "temperature": 0.0, "repeat_penalty": 1.0}
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`python -m llama_cpp.server` on the test model (kit's gemma turns: the GGUF has no template); its /v1 URL."""
+    from kit.components.models import named_gguf
+
+    port, log = free_port(), tmp_path_factory.mktemp("llama-server") / "server.log"
+    args = ["--model", str(named_gguf(TEST_MODEL)), "--model_alias", ALIAS, "--chat_format", "gemma"]
+    args += ["--n_ctx", str(SERVER_CTX), "--host", "127.0.0.1", "--port", str(port), "--verbose", "False"]
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", *args], stdout=out, stderr=out)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        _wait_for(url, proc, log)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _wait_for(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"llama_cpp.server exited: {log.read_text()[-2000:]}"
+        try:
+            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise AssertionError(f"llama_cpp.server did not answer in 60 s: {log.read_text()[-2000:]}")
+
+
+@pytest.fixture(scope="module")
+def domains(tmp_path_factory: pytest.TempPathFactory, llama_server: str) -> tuple[Path, Path]:
+    """The example domain indexed with the test model in-process, and a copy of it (index included) whose
+    model.server is the llama.cpp server."""
+    root = tmp_path_factory.mktemp("engine")
+    local = indexed_copy(EXAMPLE, root / "local", n_ctx=SERVER_CTX, sampling=GREEDY, **LOCAL_ONLY_OFF)
+    served = Path(shutil.copytree(local, root / "served"))
+    tune_domain(served, n_ctx=SERVER_CTX, sampling=GREEDY, server={"base_url": llama_server, "model": ALIAS})
+    return local, served
+
+
+def open_chat(domain_dir: Path) -> Any:
+    from kit.domain import load_domain
+    from kit.services.chat import ChatService
+
+    return ChatService.open(load_domain(domain_dir))
+
+
+def test_chat_retrieval_guardrails_and_claim_check_through_the_server_match_the_local_model(domains) -> None:
+    from kit.components.llm import LlamaEngine, ServerEngine
+
+    local, served = (open_chat(d) for d in domains)
+    assert isinstance(local.engine, LlamaEngine) and isinstance(served.engine, ServerEngine)
+    # kit's gemma turns have no system role: the system prompt goes in the first user turn, as kit's own engine
+    # renders it (llama-cpp-python's server drops a system message under its gemma format)
+    told = [
+        {"role": "system", "content": "You are Sam from Example Shop."},
+        {"role": "user", "content": "Who are you?"},
+    ]
+    assert "".join(served.engine.stream(told)) == "".join(local.engine.stream(told))
+    question = "What does the folding lantern cost?"
+    here, there = local.ask(question), served.ask(question)
+    text = there.finish()
+    assert there.kind == "answer" and there.model == ALIAS and text.strip()
+    # the same documents, the same prompt, so the same greedy answer, checked alike
+    assert [s.source for s in there.sources] == [s.source for s in here.sources]
+    assert text == here.finish()
+    assert there.claims is not None and there.claims.decisions == here.claims.decisions
+    # the server's tokenizer is out of reach: kit's estimate of the prompt (a catalogue full of figures) errs on the
+    # safe side
+    assert there.prompt_tokens >= here.prompt_tokens
+    # guardrails answer before any model: the same through a server
+    assert served.ask("I want a real person").kind == "handoff"
+    assert (
+        served.ask("Can you help me debug my Python program?").kind
+        == local.ask("Can you help me debug my Python program?").kind
+    )
+
+
+def test_kit_eval_through_the_server_scores_as_the_local_model(run_kit, domains) -> None:
+    local, served = domains
+    rows = []
+    for domain in (local, served):
+        result = run_kit("eval", str(domain), "--split", "heldout", "--json", "-q")
+        assert result.code == 0, result.err
+        (label, row), *_ = json.loads(result.out).items()
+        rows.append((label, row))
+    (_, here), (label, there) = rows
+    assert label == ALIAS and there["model_size_mb"] is None
+    quality = ("answer_correctness", "citation_correctness", "groundedness", "invented_facts", "refusal_rate")
+    assert there["heldout"]["items"] == here["heldout"]["items"] == 3
+    assert {k: there["heldout"][k] for k in quality} == {k: here["heldout"][k] for k in quality}
+
+
+def test_a_prompt_over_the_servers_context_is_a_plain_error(domains, llama_server: str) -> None:
+    from kit.components.llm import build_engine
+    from kit.domain import load_domain
+    from kit.errors import ModelError
+
+    settings = load_domain(domains[1]).spec.model.model_copy(update={"n_ctx": 8192})
+    engine = build_engine(settings)
+    # llama-cpp-python's server answers 200 and ends the stream: kit says so instead of an empty answer
+    with pytest.raises(ModelError) as caught:
+        "".join(engine.stream([{"role": "user", "content": "lantern " * 3000}]))
+    assert str(caught.value).startswith(f"the model server at {llama_server}/chat/completions stopped the answer")
+    assert "set model.n_ctx to the server's context" in str(caught.value)
+
+
+def test_what_a_server_cannot_do_is_said_by_kit_validate(run_kit, domains, caplog) -> None:
+    from kit.components.llm import build_engine
+    from kit.domain import load_domain
+
+    served = domains[1]
+    tune_domain(served, fact_lock=True)
+    try:
+        result = run_kit("validate", str(served), "--no-embeddings")
+        assert result.code == 0, result.err
+        assert "warning: model.fact_lock: the fact lock needs the model's logits" in result.err
+        build_engine(load_domain(served).spec.model)
+        assert any("model.fact_lock" in r.getMessage() and "it is off" in r.getMessage() for r in caplog.records)
+    finally:
+        tune_domain(served, fact_lock=False)
+    # defaults say nothing: only what domain.yaml asks for
+    assert "model.fact_lock" not in run_kit("validate", str(served), "--no-embeddings").err
+
+
+def test_a_refusal_for_length_is_the_context_error() -> None:
+    from kit.components.llm import ContextOverflow, ServerEngine
+    from kit.settings import ModelSettings, OpenAIServer
+
+    engine = ServerEngine(ModelSettings(server=OpenAIServer(base_url="http://127.0.0.1:9/v1", model="m"), n_ctx=4096))
+    # the body llama-cpp-python's server (and vLLM, alike) sends for a request without streaming
+    said = "This model's maximum context length is 2048 tokens. However, you requested 2135 tokens."
+    body = json.dumps({"error": {"message": said, "type": "invalid_request_error", "code": "context_length_exceeded"}})
+    error = engine._refused(400, body)
+    assert isinstance(error, ContextOverflow)
+    assert str(error) == (
+        f"the conversation is longer than the model server's context: {said} — start a new chat, or set model.n_ctx "
+        "in domain.yaml to the server's context (now 4096)"
+    )
+    assert str(engine._refused(401, '{"error": "bad key"}')).endswith("answered 401: bad key")
