@@ -5,6 +5,7 @@ problem (each one under ``error.problems``), and changes nothing; an accepted on
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,6 +17,7 @@ from kit.server.openai_format import api_error
 from kit.services.documents import DocumentInfo, DocumentRejected, DocumentService
 from kit.services.ingest import IndexReport
 
+logger = logging.getLogger(__name__)
 STATUS = {"bad_path": 400, "unsupported_type": 415, "too_large": 413, "not_found": 404, "named_in_spec": 409,
           "invalid_document": 422}  # fmt: skip
 
@@ -30,6 +32,12 @@ def rejected(exc: DocumentRejected) -> JSONResponse:
                                           "problems": [str(p) for p in exc.problems[:MAX_PROBLEMS]]}}  # fmt: skip
         response = JSONResponse(body, status_code=STATUS[exc.code])
     return response
+
+
+def failed(path: str, exc: Exception) -> JSONResponse:
+    logger.exception("changing %s failed", path, exc_info=exc)
+    message = f"re-indexing after changing {path} failed, nothing changed: {exc} — check the server's log, then retry"
+    return api_error(500, message, "server_error", "reindex_failed")
 
 
 def document_json(doc: DocumentInfo) -> dict[str, Any]:
@@ -75,6 +83,8 @@ def add_documents_api(app: FastAPI, documents: DocumentService, api_key: str | N
             report = await run(documents.put, rel, data, rel)
         except DocumentRejected as exc:
             return rejected(exc)
+        except Exception as exc:  # the re-index failed: undone by the service
+            return failed(rel, exc)
         return JSONResponse(report_json(rel, report), status_code=201)
 
     @app.delete("/v1/documents/{path:path}")
@@ -85,6 +95,8 @@ def add_documents_api(app: FastAPI, documents: DocumentService, api_key: str | N
             report = documents.delete(path)
         except DocumentRejected as exc:
             return rejected(exc)
+        except Exception as exc:  # the re-index failed: undone by the service
+            return failed(path, exc)
         return report_json(path, report)
 
 

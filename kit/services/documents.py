@@ -203,9 +203,10 @@ class DocumentService:
                 self._report(Progress("failed", action, message=str(exc), problems=tuple(map(str, exc.problems))))
                 raise
             except Exception as exc:
-                self._report(Progress("failed", action, message=f"{action} failed, nothing changed: {exc}"))
+                self._report(Progress("failed", action, message=f"failed, nothing changed: {exc}"))
                 raise
-            done = f"{action}: done; {report.added} chunks added, {report.removed} removed, {report.updated} updated"
+            counts = f"{report.added} added, {report.removed} removed, {report.updated} updated"
+            done = f"Chunks: {counts}. The assistant answers from the new index."
             self._report(Progress("done", action, self.progress.embedded, self.progress.to_embed, done))
             return report
 
@@ -236,7 +237,6 @@ class DocumentService:
             prune_index(self.domain)
         except Exception:  # (the new index serves; leftovers go at the next change or `kit index`)
             logger.exception("could not delete the stale chunks after %s", action)
-        logger.info("%s: the assistant now answers from the new index", action)
         return report
 
     def _check(self, rel: str, data: bytes | None, known: set[Problem]) -> None:
@@ -268,7 +268,7 @@ class DocumentService:
     def _report(self, progress: Progress) -> None:
         self.progress = progress
         if progress.state in ("done", "failed"):
-            logger.info("%s", progress.message)
+            logger.info("%s: %s", progress.action, progress.message)
 
 
 def _write(path: Path, data: bytes | None) -> list[Path]:

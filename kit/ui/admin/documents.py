@@ -14,18 +14,18 @@ from kit.services.loaders import SUFFIXES
 
 COLUMNS = ["Document", "Type", "Size (kB)", "Chunks served", "Named in domain.yaml"]
 POLL_S = 1.0
+STATES = {"checking": "checking", "indexing": "indexing", "done": "served", "failed": "not done, nothing changed"}
 
 
 def progress_markdown(progress: Progress) -> str:
     """The latest change, how far its re-index is, and each problem that stopped it."""
     if progress.state == "idle":
         return "_No change yet in this session. The assistant answers from the index it started with._"
-    icon = {"checking": "⏳", "indexing": "⏳", "done": "✅", "failed": "❌"}[progress.state]
     when = time.strftime("%H:%M:%S", time.localtime(progress.when))
-    line = f"{icon} **{progress.action}** · {progress.state} · {when}"
+    line = f"**{progress.action}**: {STATES[progress.state]} ({when})"
     if progress.state == "indexing":
-        done = f" {progress.embedded}/{progress.to_embed} chunks embedded" if progress.to_embed else ""
-        line += f" —{done} (questions are answered from the previous index until it is done)"
+        done = f", {progress.embedded}/{progress.to_embed} chunks embedded" if progress.to_embed else ""
+        line += f"{done}. Until it is served, questions are answered from the previous index."
     elif progress.message:
         line += f"\n\n{progress.message}"
     return line + "".join(f"\n- {p}" for p in progress.problems)
@@ -56,14 +56,14 @@ class DocumentsTab:
     def upload(self, file: str | None, path: str) -> tuple[Any, ...]:
         """Start the upload's check and re-index in the background; the timer shows how it goes."""
         if not file:
-            return gr.skip(), "❌ Choose a file to upload first.", None
+            return gr.skip(), "Choose a file to upload first.", None
         name = Path(file).name
         self.documents.start("put", name, Path(file).read_bytes(), path.strip() or None)
         return self.table(), progress_markdown(self.documents.progress), None
 
     def delete(self, path: str | None) -> tuple[Any, ...]:
         if not path:
-            return gr.skip(), "❌ Choose a document to delete first."
+            return gr.skip(), "Choose a document to delete first."
         self.documents.start("delete", path)
         return self.table(), progress_markdown(self.documents.progress)
 
