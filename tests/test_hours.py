@@ -123,6 +123,8 @@ def test_each_template_hands_off_after_hours_with_the_lead_form_and_keeps_its_ru
     verdict = guards.screen("I want to talk to a real person")
     assert verdict.kind == "handoff" and verdict.lead_form and "back tomorrow at " in verdict.message
     assert "{" not in verdict.message
+    staffed = Guardrails(spec, clock=lambda: sunday_night, hours=False).screen("I want to talk to a real person")
+    assert not staffed.lead_form and spec.handoff.contact.name in staffed.message  # what synthetic data teaches
     domain = load_domain(ROOT / "domains" / name)
     items = [json.loads(line) for line in domain.path(spec.eval.set).read_text(encoding="utf-8").splitlines() if line]
     rule_items = [i for i in items if i.get("expect") == "rule"]

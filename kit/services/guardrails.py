@@ -122,10 +122,14 @@ def contact_text(contact: Contact) -> str:
 class Guardrails:
     """A domain's rules, hand-off triggers and scope, compiled once."""
 
-    def __init__(self, spec: DomainSpec, embed: Embed | None = None, clock: Clock | None = None) -> None:
+    def __init__(
+        self, spec: DomainSpec, embed: Embed | None = None, clock: Clock | None = None, hours: bool = True
+    ) -> None:
+        """``clock`` gives the time opening hours are read at (now, by default); ``hours=False`` hands off as if the
+        team were always in (synthetic training data: the runtime, not the model, says when the team is back)."""
         self.spec = spec
-        hours = spec.handoff.contact.opening_hours
-        self.hours = Hours(hours) if hours is not None else None
+        opening = spec.handoff.contact.opening_hours
+        self.hours = Hours(opening) if opening is not None and hours else None
         self.clock = clock or (lambda: datetime.now(UTC))
         self.handoff_message = spec.handoff.message.replace("{contact}", contact_text(spec.handoff.contact))
         self.checks = [

@@ -41,7 +41,7 @@ def candidates(spec: DomainSpec, templates: Templates) -> Iterator[tuple[str, st
 
 def guarded_examples(spec: DomainSpec, templates: Templates, seed: int) -> tuple[list[Example], list[Dropped]]:
     """An example for every guarded question (some written casually), and those dropped with the reason."""
-    guard = Guardrails(spec)
+    guard = Guardrails(spec, hours=False)  # the staffed hand-off: what a reply says outside hours is the runtime's
     examples: list[Example] = []
     dropped: list[Dropped] = []
     for position, (expected, question, group) in enumerate(candidates(spec, templates)):
