@@ -26,6 +26,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "ask": ("ask", "Answer one question with its sources (--json for timings)."),
     "chat": ("chat", "Chat with a domain's assistant in the browser (or --terminal)."),
     "serve": ("serve", "Serve the chat UI and an OpenAI-compatible API on one port."),
+    "admin-password": ("admin_password", "Print the hash of a password for the owner's console."),
     "synth": ("synth", "Make training conversations from the documents (templates or a teacher model)."),
     "finetune": ("finetune", "Fine-tune a LoRA adapter on the domain's conversations."),
     "export": ("export", "Export a fine-tune run as a GGUF and check llama.cpp runs it."),

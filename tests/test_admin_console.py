@@ -5,6 +5,7 @@ with nothing changed, and questions during a re-index answered from the previous
 from __future__ import annotations
 
 import base64
+import io
 import shutil
 import threading
 from collections.abc import Iterator
@@ -287,3 +288,28 @@ def test_an_owner_uploads_a_policy_in_the_browser_and_a_customer_is_answered_fro
         sources = js(cdp, "document.querySelector('#kit-sources').innerText")
     assert shot.startswith(b"\x89PNG") and "docs/more/gift-cards.md" in sources
     assert (console.root / "docs/more/gift-cards.md").read_bytes() == GIFT_CARDS
+
+
+def test_kit_serve_opens_the_console_with_a_password_a_hash_or_on_loopback_a_token(
+    run_kit: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from kit.commands.serve import admin_access
+
+    monkeypatch.delenv("KIT_ADMIN_PASSWORD", raising=False)
+    monkeypatch.delenv("KIT_ADMIN_PASSWORD_FILE", raising=False)
+    assert admin_access("0.0.0.0") is None  # beyond loopback without a password: off
+    token = admin_access("127.0.0.1")
+    assert token is not None and token.token and token.check(token.token)
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    made = run_kit("admin-password")
+    assert made.code == 0 and PASSWORD not in made.out
+    (tmp_path / "admin-password").write_text(made.out, encoding="utf-8")
+    monkeypatch.setenv("KIT_ADMIN_PASSWORD_FILE", str(tmp_path / "admin-password"))
+    hashed = admin_access("0.0.0.0")
+    assert hashed is not None and hashed.token is None and hashed.check(PASSWORD) and not hashed.check("nope")
+    monkeypatch.setenv("KIT_ADMIN_PASSWORD", "plain-pw")
+    plain = admin_access("0.0.0.0")
+    assert plain is not None and plain.check("plain-pw") and not plain.check(PASSWORD)
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
+    empty = run_kit("admin-password")
+    assert empty.code != 0 and "error: the password is empty" in empty.err
