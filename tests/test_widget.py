@@ -21,10 +21,11 @@ import yaml
 from runtime_fixtures import free_port, serve
 from test_ui_browser import ARTIFACTS, browser, js, wait_for
 
+from kit.server.admin_login import AdminAccess
 from kit.server.settings import Limits
 from kit.services.leads import LeadStore
 
-API_KEY, WIDGET_KEY = "api-secret", "pk-widget-test"
+API_KEY, WIDGET_KEY, OWNER_PASSWORD = "api-secret", "pk-widget-test", "owner-secret"
 QUESTION = "How long do I have to return an item?"
 
 
@@ -72,7 +73,8 @@ def open_server(example_dir: Path, dest: Path, engine: Any, origins: list[str], 
     from kit.services.chat import ChatService
 
     service = ChatService.open(load_domain(closed_domain(example_dir, dest, origins)), engine=engine)
-    yield from serve(build_server(service, api_key=API_KEY, limits=limits, widget_key=WIDGET_KEY))
+    admin = AdminAccess.from_secret(OWNER_PASSWORD)
+    yield from serve(build_server(service, api_key=API_KEY, limits=limits, admin=admin, widget_key=WIDGET_KEY))
 
 
 @pytest.fixture(scope="module")
@@ -312,3 +314,31 @@ def test_the_chat_ui_offers_the_lead_form_outside_hours(widget_server: tuple[str
     lead = LeadStore.beside(domain / "build" / "feedback.sqlite3").leads()[0]
     assert [lead["name"], lead["contact"]] == ["Alan Turing", "+44 20 7946 0958"]
     assert lead["question"] == "Can I talk to a real person about my order?" and lead["conversation"]
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (see README, Tests)")
+def test_the_owner_sees_the_leads_and_exports_them_as_csv(widget_server: tuple[str, Path], tmp_path: Path) -> None:
+    url, domain = widget_server
+    store = LeadStore.beside(domain / "build" / "feedback.sqlite3")
+    store.add("Katherine Johnson", "kj@example.org", '=HYPERLINK("http://x") do you ship to Hampton?')
+    with browser(tmp_path / "profile") as cdp:
+        cdp("Page.navigate", url=url + "/admin/")
+        wait_for(lambda: js(cdp, "!!document.querySelector('#password')"), 60)
+        js(
+            cdp,
+            f"document.querySelector('#password').value = {OWNER_PASSWORD!r}; document.querySelector('form').submit()",
+        )
+        leads_tab = "[...document.querySelectorAll('button[role=tab]')].find(b => b.innerText.trim() === 'Leads')"
+        wait_for(lambda: js(cdp, f"!!{leads_tab}"), 90)
+        js(cdp, f"{leads_tab}.click()")
+        wait_for(lambda: "Katherine Johnson" in (js(cdp, "document.querySelector('#kit-leads').innerText") or ""), 30)
+        js(cdp, "[...document.querySelectorAll('button')].find(b => b.innerText.trim() === 'Export as CSV').click()")
+        link = "document.querySelector('#kit-leads-csv a')"
+        wait_for(lambda: js(cdp, f"!!{link}"), 30)
+        (ARTIFACTS / "console-leads.png").write_bytes(
+            base64.b64decode(cdp("Page.captureScreenshot", format="png")["data"])
+        )
+        csv_text = evaluate_async(cdp, f"fetch({link}.href).then(r => r.text())")
+    assert csv_text.startswith("id,created,name,contact,question,conversation")
+    assert "Katherine Johnson,kj@example.org" in csv_text
+    assert "'=HYPERLINK" in csv_text  # a formula is written as text

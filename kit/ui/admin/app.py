@@ -10,16 +10,19 @@ import gradio as gr
 from kit.server.admin_login import LOGOUT_PATH
 from kit.services.documents import DocumentService
 from kit.services.insights import InsightsService
+from kit.services.leads import LeadStore
 from kit.services.turns import TurnService
 from kit.ui.admin.documents import add_documents_tab
 from kit.ui.admin.insights import add_insight_tabs
+from kit.ui.admin.leads import add_leads_tab
 from kit.ui.app import quiet_queue
 
 QUEUE_MAX = 16  # the console has one owner, not a crowd
 
 
-def build_console(turns: TurnService, documents: DocumentService) -> gr.Blocks:
-    """The console's Blocks app: the domain's documents, and the other tabs over the turn service's store."""
+def build_console(turns: TurnService, documents: DocumentService, leads: LeadStore | None = None) -> gr.Blocks:
+    """The console's Blocks app: the domain's documents, the other tabs over the turn service's store, and the leads
+    customers left outside opening hours."""
     spec = turns.domain.spec
     with gr.Blocks(title=f"{spec.display_name}: owner's console", analytics_enabled=False) as console:
         with gr.Row():
@@ -28,4 +31,6 @@ def build_console(turns: TurnService, documents: DocumentService) -> gr.Blocks:
         with gr.Tabs():
             add_documents_tab(documents)
             add_insight_tabs(InsightsService(turns.domain, turns.store))
+            if leads is not None:
+                add_leads_tab(leads)
     return quiet_queue(console.queue(max_size=QUEUE_MAX, default_concurrency_limit=2))
