@@ -61,6 +61,26 @@ def test_numbers_are_compared_by_value() -> None:
     assert fact_present("2 years", "covered for 2  Years")
 
 
+def test_a_fact_written_another_way_is_still_stated() -> None:
+    """Units in another spelling, numbers in words, clock times on 12 or 24 hours: the same fact."""
+    assert fact_present("19 sq ft", "The floor area is 19 square feet [1].")
+    assert fact_present("10 mm", "It has a 10mm drop.")
+    assert fact_present("3", "UPS makes three delivery attempts.")
+    assert fact_present("1 business day", "We call back within one business day.")
+    assert fact_present("14:00", "Saturday 10:00 am–2:00 pm ET.")
+    assert fact_present("8:00 PM", "We are open until 8 p.m. on Thursdays.")
+    assert fact_present("3 to 5 days", "Results take 3–5 days.")
+    assert fact_present("50%", "You get 50 percent back.")
+    assert fact_present("3 lb 15 oz", "It weighs 3.00 lb 15 oz.")
+    # ... and a different fact is still missing
+    assert not fact_present("8:00 PM", "We open at 8:00 AM.")
+    assert not fact_present("4 hours", "It lasts about 14 hours.")
+    assert not fact_present("3 lb 15 oz", "It weighs 1 lb 15 oz.")
+    assert not fact_present("July 1", "It starts July 10.")
+    assert not fact_present("IPX4", "It is rated IPX7.")
+    assert not fact_present("3", "It takes 13 days.")
+
+
 def test_a_right_answer() -> None:
     s = score(ITEM, turn("The Trail Tent costs $149.00 and has a 2 years warranty [1].", [TENT]))
     assert (s.correct, s.lenient, s.cited_right, s.invented, s.junk, s.recall, s.reasons) == (

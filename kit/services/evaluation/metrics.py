@@ -63,11 +63,83 @@ def numbers(text: str) -> set[Decimal]:
     return {f.key for f in facts(text) if f.kind == "number" and isinstance(f.key, Decimal)}
 
 
+# Ways of writing one unit, each to one spelling: "19 square feet" states "19 sq ft". Longest first.
+UNITS = {
+    "sq ft": ("square feet", "square foot", "sq. ft.", "sq. ft", "sq ft.", "sqft", "ft²", "ft2"),
+    "lb": ("pounds", "pound", "lbs.", "lbs", "lb."),
+    "oz": ("ounces", "ounce", "oz."),
+    "in": ("inches", "inch", "in."),
+    "ft": ("feet", "foot", "ft."),
+    "mm": ("millimetres", "millimeters", "millimetre", "millimeter"),
+    "cm": ("centimetres", "centimeters", "centimetre", "centimeter"),
+    "kg": ("kilograms", "kilogram", "kilos", "kilo"),
+    "g": ("grams", "gram"),
+    "l": ("litres", "liters", "litre", "liter"),
+    "h": ("hours", "hour", "hrs.", "hrs", "hr.", "hr"),
+    "min": ("minutes", "minute", "mins.", "mins", "min."),
+    "day": ("days",),
+    "week": ("weeks",),
+    "month": ("months",),
+    "year": ("years", "yrs", "yr"),
+    "%": ("percent", "per cent"),
+    "to": ("–", "—"),  # "3–5 days" states "3 to 5 days"
+}
+_UNIT_RE = re.compile(
+    "|".join(
+        rf"(?<![\w]){re.escape(spelling)}(?![\w])" if spelling[-1].isalnum() else re.escape(spelling)
+        for spelling in sorted((s for v in UNITS.values() for s in v), key=len, reverse=True)
+    ),
+    re.IGNORECASE,
+)
+_UNIT_OF = {s.casefold(): canon for canon, spellings in UNITS.items() for s in spellings}
+WORD_NUMBERS = {
+    w: str(i)
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+        "seventeen eighteen nineteen twenty".split()
+    )
+}
+_WORD_NUMBER_RE = re.compile(rf"\b(?:{'|'.join(WORD_NUMBERS)})\b", re.IGNORECASE)
+_CLOCK_RE = re.compile(r"\b(\d{1,2})(?::(\d{2}))?\s?([ap])\.?m\b\.?|\b(\d{1,2}):(\d{2})\b", re.IGNORECASE)
+_GLUED_UNIT_RE = re.compile(r"(\d)(mm|cm|kg|lbs?|oz|in|ft|hrs?|h|min|g|l)\b", re.IGNORECASE)  # "10mm", "45L"
+_NUMBER_RE = re.compile(r"(?<![\w.:-])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\d:])")
+
+
+def canonical(text: str) -> str:
+    """One way of writing what a text states, for matching an expected fact: lower case, single spaces, numbers by
+    value (``3.00`` → ``3``, ``1,299`` → ``1299``, ``three`` → ``3``), clock times on 24 hours (``2 p.m.`` →
+    ``14:00``), units in one spelling (``square feet`` → ``sq ft``, ``hours`` → ``h``)."""
+    text = _CLOCK_RE.sub(_clock, text)
+    text = _GLUED_UNIT_RE.sub(r"\1 \2", text)
+    text = _UNIT_RE.sub(lambda m: f" {_UNIT_OF[m.group().strip().casefold()]} ", text)
+    text = _WORD_NUMBER_RE.sub(lambda m: WORD_NUMBERS[m.group().casefold()], text)
+    text = _NUMBER_RE.sub(lambda m: _plain(number(m.group())), text)
+    return re.sub(r"\s+%", "%", " ".join(text.casefold().split()))
+
+
+def _clock(m: re.Match[str]) -> str:
+    if m.group(4) is not None:
+        return f"{int(m.group(4))}:{m.group(5)}"
+    hour, minutes, half = int(m.group(1)), m.group(2) or "00", m.group(3).casefold()
+    return f"{hour % 12 + (12 if half == 'p' else 0)}:{minutes}"
+
+
+def _plain(value: Decimal | None) -> str:
+    return "" if value is None else format(value.normalize(), "f")
+
+
 def fact_present(fact: str, answer: str) -> bool:
-    """Whether the answer states the fact: numbers exactly by value, text case- and space-insensitively."""
+    """Whether the answer states the fact: a bare number by value; anything else as a phrase, whole words, written
+    either way (:func:`canonical`: ``19 sq ft`` is stated by "19 square feet", ``14:00`` by "2:00 pm", ``3`` by
+    "three")."""
     if NUMERIC.fullmatch(fact.strip()):
-        return number(fact) in numbers(answer)
-    return " ".join(fact.casefold().split()) in " ".join(answer.casefold().split())
+        return number(fact) in numbers(answer) or number(fact) in numbers(canonical(answer))
+    phrase = canonical(fact)
+    if not phrase:
+        return False
+    edge = r"(?<![\w.])" if phrase[0].isalnum() else ""
+    tail = r"(?![\w])" if phrase[-1].isalnum() else ""
+    return re.search(edge + re.escape(phrase) + tail, canonical(answer)) is not None
 
 
 def said(fact: str, answer: str) -> bool:
