@@ -1,12 +1,16 @@
 """chromadb as the vector store: a local PersistentClient, or a server by configuration alone.
 
 kit embeds chunks itself (chromadb's default embedding function downloads a model and fails
-offline), so collections are created without one and always given vectors.
+offline), so collections are created without one and always given vectors. A server that stops
+answering is a ``StoreUnavailable`` naming it, whatever the call: kit's documents and its manifest
+(the last complete index, written only after the store) are local and untouched, and chromadb's client
+connects again on the next call, so kit carries on once the server is back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,20 @@ class Hit:
     distance: float
 
 
+class StoreUnavailable(KitError):
+    """The chromadb server of retrieval.server does not answer."""
+
+
+def unavailable(server: ServerSettings, why: object) -> StoreUnavailable:
+    """The error for a chromadb server that cannot be reached or stopped answering."""
+    return StoreUnavailable(
+        f"the chromadb server at {server.host}:{server.port} does not answer ({why})",
+        "start it again (`chroma run --path <its folder> --port <port>`) and retry: the documents and the last "
+        "complete index are untouched, and kit index resumes where it stopped; or remove retrieval.server from "
+        "domain.yaml",
+    )
+
+
 def _client(folder: Path, server: ServerSettings | None) -> Any:
     import chromadb
     from chromadb.config import Settings
@@ -38,24 +56,36 @@ def _client(folder: Path, server: ServerSettings | None) -> Any:
     try:
         return chromadb.HttpClient(host=server.host, port=server.port, ssl=server.ssl, settings=settings)
     except Exception as exc:  # chromadb raises plain Exception/ValueError when the server is unreachable
-        raise KitError(
-            f"cannot reach the chromadb server at {server.host}:{server.port}: {exc}",
-            "start it (`chroma run --path <folder> --port <port>`) or remove retrieval.server from domain.yaml",
-        ) from None
+        raise unavailable(server, exc) from None
 
 
 class VectorStore:
     """One collection of chunks with their vectors."""
 
     def __init__(self, folder: Path, collection: str, server: ServerSettings | None = None) -> None:
+        self.server = server
         self.client = _client(folder, server)
-        self.collection = self.client.get_or_create_collection(
-            name=collection, embedding_function=None, metadata={"hnsw:space": "cosine"}
-        )
+        with self.answering():
+            self.collection = self.client.get_or_create_collection(
+                name=collection, embedding_function=None, metadata={"hnsw:space": "cosine"}
+            )
+
+    @contextmanager
+    def answering(self) -> Iterator[None]:
+        """Calls to a server that fails to answer (refused, reset, cut off mid-request) raise StoreUnavailable."""
+        import httpx
+
+        try:
+            yield
+        except httpx.TransportError as exc:
+            if self.server is None:
+                raise
+            raise unavailable(self.server, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from None
 
     def ids(self) -> set[str]:
         """Ids of every chunk stored."""
-        return {i for batch in self._pages(include=[]) for i in batch["ids"]}
+        with self.answering():
+            return {i for batch in self._pages(include=[]) for i in batch["ids"]}
 
     def _pages(self, include: list[str], size: int = 5000) -> Iterator[dict[str, Any]]:
         offset = 0
@@ -70,23 +100,27 @@ class VectorStore:
         """Store chunks with their vectors (idempotent: ids are content hashes)."""
         for start in range(0, len(chunks), ADD_BATCH):
             part = chunks[start : start + ADD_BATCH]
-            self.collection.upsert(
-                ids=[c.id for c in part],
-                embeddings=[list(map(float, v)) for v in vectors[start : start + ADD_BATCH]],
-                documents=[c.text for c in part],
-                metadatas=[_meta(c) for c in part],
-            )
+            with self.answering():
+                self.collection.upsert(
+                    ids=[c.id for c in part],
+                    embeddings=[list(map(float, v)) for v in vectors[start : start + ADD_BATCH]],
+                    documents=[c.text for c in part],
+                    metadatas=[_meta(c) for c in part],
+                )
 
     def delete(self, ids: list[str]) -> None:
         """Remove chunks by id."""
         for start in range(0, len(ids), ADD_BATCH):
-            self.collection.delete(ids=ids[start : start + ADD_BATCH])
+            with self.answering():
+                self.collection.delete(ids=ids[start : start + ADD_BATCH])
 
     def query(self, vector: list[float], n: int, where: dict[str, str] | None = None) -> list[Hit]:
         """The n nearest chunks, optionally filtered on metadata."""
-        found = self.collection.query(
-            query_embeddings=[vector], n_results=n, where=_where(where), include=["documents", "metadatas", "distances"]
-        )
+        with self.answering():
+            found = self.collection.query(
+                query_embeddings=[vector], n_results=n, where=_where(where),
+                include=["documents", "metadatas", "distances"],
+            )  # fmt: skip
         return [
             Hit(i, _chunk(doc, meta), dist)
             for i, doc, meta, dist in zip(
@@ -96,7 +130,8 @@ class VectorStore:
 
     def count(self) -> int:
         """How many chunks are stored."""
-        return int(self.collection.count())
+        with self.answering():
+            return int(self.collection.count())
 
 
 def _meta(chunk: Chunk) -> dict[str, str]:

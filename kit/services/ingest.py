@@ -182,7 +182,8 @@ def chunk_from_row(row: dict) -> Chunk:
 def _fresh_store(domain: Domain, previous: dict | None, model: str):  # noqa: ANN202
     store = open_store(domain)
     if previous is not None and indexed_model(previous) != model:
-        store.client.delete_collection(collection_name(domain))
+        with store.answering():
+            store.client.delete_collection(collection_name(domain))
         store = open_store(domain)
     return store
 
