@@ -239,3 +239,25 @@ def test_summary_per_split_gate_and_verdict() -> None:
     # no held-out split: the gate reads the development set and says so
     dev_only = dict(row, heldout=None)
     assert gate(dev_only, Thresholds())[0] == "small: dev answer_correctness 0% is below the minimum 80%"
+
+
+def test_a_stored_answer_is_judged_again_on_what_it_says_and_keeps_what_needed_its_prompt() -> None:
+    """scripts/rescore.py: the expected facts and yes/no are checked anew; invented facts and citations, which need
+    the prompt the model saw, stay as recorded; a withheld answer is left alone."""
+    from kit.services.evaluation.results import rescored
+
+    answer = "The Trail Tent is $149.00 with a two years warranty, and ships in 3 days [1]."
+    stored = {
+        "expect": "answer", "kind": "answer", "withheld": False, "answer": answer, "correct": False,
+        "lenient": False, "wrong_yes_no": None, "passed": False,
+        "why": ["missing 2 years", "invented 3", "not cited docs/catalogue.csv#NW-TNT-0042"],
+    }  # fmt: skip
+    again = rescored(ITEM, stored)
+    assert again["why"] == ["invented 3", "not cited docs/catalogue.csv#NW-TNT-0042"]
+    assert again["correct"] is False and again["lenient"] is True and again["passed"] is False
+    fixed = rescored(ITEM, {**stored, "why": ["missing 2 years"]})
+    assert fixed["correct"] is True and fixed["passed"] is True
+    wrong = rescored(ABROAD, {**stored, "answer": "Yes, we ship to the 50 US states.", "why": []})
+    assert wrong["correct"] is False and wrong["wrong_yes_no"] is True
+    withheld = {**stored, "withheld": True, "why": ["missing 2 years", "withheld by the output guard"]}
+    assert rescored(ITEM, withheld) == withheld

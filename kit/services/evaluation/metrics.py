@@ -35,6 +35,11 @@ UNKNOWN = re.compile(
 )
 
 
+NOT_CITED = "not cited"  # the reason's start for a locator the answer does not cite (not part of correctness)
+# the reasons that need what the model was given, beyond the answer and the item
+CONTEXT_REASONS = ("invented ", "junk: ", "withheld by the output guard")
+
+
 class Cited(Protocol):
     """A chunk the model was given (a SourceRef): its file, its title and its text."""
 
@@ -70,6 +75,12 @@ UNITS = {
     "oz": ("ounces", "ounce", "oz."),
     "in": ("inches", "inch", "in."),
     "ft": ("feet", "foot", "ft."),
+    "m": ("metres", "meters", "metre", "meter"),
+    "km": ("kilometres", "kilometers", "kilometre", "kilometer"),
+    "mi": ("miles", "mile"),
+    "w": ("watts", "watt"),
+    "v": ("volts", "volt"),
+    "mah": ("milliamp hours", "milliamp-hours"),
     "mm": ("millimetres", "millimeters", "millimetre", "millimeter"),
     "cm": ("centimetres", "centimeters", "centimetre", "centimeter"),
     "kg": ("kilograms", "kilogram", "kilos", "kilo"),
@@ -101,7 +112,8 @@ WORD_NUMBERS = {
 }
 _WORD_NUMBER_RE = re.compile(rf"\b(?:{'|'.join(WORD_NUMBERS)})\b", re.IGNORECASE)
 _CLOCK_RE = re.compile(r"\b(\d{1,2})(?::(\d{2}))?\s?([ap])\.?m\b\.?|\b(\d{1,2}):(\d{2})\b", re.IGNORECASE)
-_GLUED_UNIT_RE = re.compile(r"(\d)(mm|cm|kg|lbs?|oz|in|ft|hrs?|h|min|g|l)\b", re.IGNORECASE)  # "10mm", "45L"
+# a unit written against its number: "10mm", "45L"
+_GLUED_UNIT_RE = re.compile(r"(\d)(mm|cm|km|kg|lbs?|oz|in|ft|hrs?|h|min|g|l|m|mi|w|v|mah)\b", re.IGNORECASE)
 _NUMBER_RE = re.compile(r"(?<![\w.:-])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\d:])")
 
 
@@ -219,7 +231,21 @@ def _score_answer(item: EvalItem, turn: Turn) -> Scored:
     if not answered:
         reason = _kind_reason(item, turn)
         return Scored(False, False, False, behaved=False, recall=recall, reasons=[reason])
-    answer, reasons = turn.answer, []
+    reasons, wrong = answer_reasons(item, turn.answer)
+    made_up, rubbish, flaws = _flaws(turn)
+    reasons += flaws
+    uncited = covered(item, turn.cited)
+    return Scored(
+        correct=not reasons, lenient=correct(item, turn.answer), cited_right=not uncited, invented=made_up,
+        junk=rubbish, wrong_yes_no=wrong, behaved=True, recall=recall,
+        reasons=reasons + [f"{NOT_CITED} {loc}" for loc in uncited],
+    )  # fmt: skip
+
+
+def answer_reasons(item: EvalItem, answer: str) -> tuple[list[str], bool | None]:
+    """Why an answer to an ``answer`` item is wrong on what it says alone (expected and forbidden facts, yes/no),
+    and whether it opens with the wrong yes/no (None: not a yes/no item)."""
+    reasons = []
     asked = " ".join([item.question, *(m.content for m in item.history)])
     needed = [f for f in item.expected_facts if not fact_present(f, asked)]
     if not needed and item.yes_no is None:
@@ -232,14 +258,7 @@ def _score_answer(item: EvalItem, turn: Turn) -> Scored:
         reasons.append(f"wrong yes/no: opens with {opened}, the answer is {item.yes_no}")
     if item.yes_no is not None and not needed and opened != item.yes_no:
         reasons.append(f"does not answer {item.yes_no}")
-    made_up, rubbish, flaws = _flaws(turn)
-    reasons += flaws
-    uncited = covered(item, turn.cited)
-    return Scored(
-        correct=not reasons, lenient=correct(item, answer), cited_right=not uncited, invented=made_up,
-        junk=rubbish, wrong_yes_no=wrong, behaved=True, recall=recall,
-        reasons=reasons + [f"not cited {loc}" for loc in uncited],
-    )  # fmt: skip
+    return reasons, wrong
 
 
 def _score_unknown(item: EvalItem, turn: Turn) -> Scored:
@@ -247,17 +266,20 @@ def _score_unknown(item: EvalItem, turn: Turn) -> Scored:
         return Scored(True, True, None, behaved=True)
     if turn.kind != "answer":
         return Scored(False, False, None, behaved=False, reasons=[_kind_reason(item, turn)])
-    answer, reasons = turn.answer, []
-    if not UNKNOWN.search(answer):
-        reasons.append("does not say the documents don't have it")
+    reasons = unknown_reasons(item, turn.answer)
+    made_up, rubbish, flaws = _flaws(turn)
+    reasons += flaws
+    lenient = bool(UNKNOWN.search(turn.answer))
+    return Scored(not reasons, lenient, None, invented=made_up, junk=rubbish, behaved=True, reasons=reasons)
+
+
+def unknown_reasons(item: EvalItem, answer: str) -> list[str]:
+    """Why an answer to an ``unknown`` item is wrong on what it says alone."""
+    reasons = [] if UNKNOWN.search(answer) else ["does not say the documents don't have it"]
     asked = numbers(" ".join([item.question, *(m.content for m in item.history)]))
     stated = [f.text for f in facts(answer) if f.kind == "number" and f.key not in asked]
     reasons += [f"states a figure {x}" for x in stated]
-    reasons += [f"forbidden {f}" for f in item.forbidden_facts if said(f, answer)]
-    made_up, rubbish, flaws = _flaws(turn)
-    reasons += flaws
-    lenient = bool(UNKNOWN.search(answer))
-    return Scored(not reasons, lenient, None, invented=made_up, junk=rubbish, behaved=True, reasons=reasons)
+    return reasons + [f"forbidden {f}" for f in item.forbidden_facts if said(f, answer)]
 
 
 def _flaws(turn: Turn) -> tuple[list[str], list[str], list[str]]:
@@ -265,4 +287,4 @@ def _flaws(turn: Turn) -> tuple[list[str], list[str], list[str]]:
     made_up = invented(turn.answer, turn.context)
     rubbish = junk(turn.answer, turn.context) + (["run-on: stopped at max_tokens"] if turn.hit_limit else [])
     reasons = [f"invented {x}" for x in made_up] + [f"junk: {j}" for j in rubbish]
-    return made_up, rubbish, reasons + (["withheld by the output guard"] if turn.withheld else [])
+    return made_up, rubbish, reasons + ([CONTEXT_REASONS[2]] if turn.withheld else [])

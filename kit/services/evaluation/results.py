@@ -15,6 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from kit.files import replace_text
+from kit.records import EvalItem
+from kit.services.evaluation.metrics import (
+    CONTEXT_REASONS,
+    NOT_CITED,
+    UNKNOWN,
+    answer_reasons,
+    correct,
+    unknown_reasons,
+)
 from kit.services.evaluation.report import COLUMNS, SPLIT_NAMES, cell, md_lines, split_table
 from kit.services.evaluation.runner import SPLITS
 from kit.services.evaluation.summary import by_split
@@ -40,10 +49,33 @@ def save(domain_root: Path, domain: str, row: Mapping[str, Any]) -> tuple[Path, 
     ran = {a["split"] for a in row["results"]}
     kept = [a for a in load(jsonl) if a["split"] not in ran] if jsonl.is_file() else []
     rows = sorted([*kept, *row["results"]], key=lambda a: SPLITS.index(a["split"]))
-    replace_text(jsonl, "".join(json.dumps(a, ensure_ascii=False) + "\n" for a in rows))
-    md = folder / f"{name}.md"
-    replace_text(md, summary_md(domain, load(jsonl)))
-    return jsonl, md
+    rewrite(jsonl, domain, rows)
+    return jsonl, jsonl.with_suffix(".md")
+
+
+def rescored(item: EvalItem, row: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored answer judged again by the current scorer: what it says is scored anew against its item; what needs
+    the prompt the model was given (invented facts, junk, withheld) and the citations are kept as recorded.
+    Replies that were not answers, withheld answers (the customer saw a replacement, the model's words were scored),
+    and items other than ``answer`` and ``unknown`` are returned unchanged."""
+    if row["expect"] not in ("answer", "unknown") or row["kind"] != "answer" or row["withheld"]:
+        return dict(row)
+    answer = row["answer"]
+    if row["expect"] == "answer":
+        reasons, wrong = answer_reasons(item, answer)
+        lenient = correct(item, answer)
+    else:
+        reasons, wrong, lenient = unknown_reasons(item, answer), row["wrong_yes_no"], bool(UNKNOWN.search(answer))
+    reasons += [r for r in row["why"] if r.startswith(CONTEXT_REASONS)]
+    uncited = [r for r in row["why"] if r.startswith(NOT_CITED)]
+    why = reasons + uncited
+    return {**row, "correct": not reasons, "lenient": lenient, "wrong_yes_no": wrong, "why": why, "passed": not why}
+
+
+def rewrite(path: Path, domain: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Replace one results file's rows, and its summary beside it."""
+    replace_text(path, "".join(json.dumps(a, ensure_ascii=False) + "\n" for a in rows))
+    replace_text(path.with_suffix(".md"), summary_md(domain, load(path)))
 
 
 def load(path: Path) -> list[dict[str, Any]]:
@@ -147,15 +179,21 @@ def updated(text: str, entries: Sequence[tuple[str, list[dict[str, Any]]]], wher
 
 
 def documents(repo: Path) -> dict[Path, str]:
-    """Each document with a generated table and what it should hold: README (every template), TRAINING.md (its own)."""
+    """Each document with a generated table and what it should hold: README (every template), TRAINING.md (its own),
+    and the safety tables (kit/services/evaluation/safety.py) in README, docs/RELIABILITY.md and each eval/README.md."""
+    from kit.services.evaluation.safety import tables_updated
+
     domains = sorted(p.parent for p in (repo / "domains").glob("*/domain.yaml"))
     out: dict[Path, str] = {}
     readme = repo / "README.md"
     entries = [e for d in domains for e in domain_entries(d, shipped_only=True)]
     text = updated(readme.read_text(encoding="utf-8"), entries, "domains/*/eval/results")
-    out[readme] = models_updated(text, repo)
+    out[readme] = tables_updated(models_updated(text, repo), repo)
     for d in domains:
         training = d / "TRAINING.md"
         if training.is_file():
             out[training] = updated(training.read_text(encoding="utf-8"), domain_entries(d), "eval/results")
+    for path in [repo / "docs" / "RELIABILITY.md", *(d / "eval" / "README.md" for d in domains)]:
+        if path.is_file():
+            out[path] = tables_updated(path.read_text(encoding="utf-8"), repo)
     return out
