@@ -346,8 +346,18 @@ class Sampling(Strict):
 
     temperature: float = Field(default=0.2, ge=0, le=2, description="Randomness; 0 is greedy.")
     top_p: float = Field(default=0.9, gt=0, le=1, description="Nucleus sampling mass.")
-    top_k: int = Field(default=40, ge=0, description="Sample from the k most likely tokens (0: all).")
-    repeat_penalty: float = Field(default=1.1, ge=1, le=2, description="Penalty for repeated tokens.")
+    top_k: int = Field(
+        default=40,
+        ge=0,
+        description="Sample from the k most likely tokens (0: all). Sent to a model.server only when written here.",
+    )
+    repeat_penalty: float = Field(
+        default=1.1,
+        ge=1,
+        le=2,
+        description="Penalty for repeated tokens. Sent to a model.server only when written "
+        "here (OpenAI's own API refuses it).",
+    )
     max_tokens: int = Field(default=256, ge=1, le=8192, description="Longest answer in tokens.")
     seed: int = Field(default=0, description="Random seed; fixed so answers repeat.")
 
@@ -376,7 +386,10 @@ class ModelSettings(Strict):
         f"{', '.join(MODELS)} "
         "(assembled from their PyPI packages, see `kit prepare --help`), or a .gguf path.",
     )
-    adapters: list[Adapter] = Field(default_factory=list, description="LoRA adapters applied at load.")
+    adapters: list[Adapter] = Field(
+        default_factory=list,
+        description="LoRA adapters applied at load. Not with model.server: the server loads them (docs/SCALE_OUT.md).",
+    )
     chat_template: Literal["gemma", "chatml", "llama3"] = Field(
         default="gemma",
         description="Prompt format; the same one fine-tuning uses. Default: the embedded model's own (chatml for "
@@ -389,7 +402,8 @@ class ModelSettings(Strict):
     suppress_untrained: bool = Field(
         default=True,
         description="Never generate tokens the model never learned (reserved <unusedN> tokens and those whose "
-        "embeddings sit with them; the template's stop tokens excepted). See kit/components/untrained.py.",
+        "embeddings sit with them; the template's stop tokens excepted). See kit/components/untrained.py. No "
+        "effect on a model.server engine (it needs the logits).",
     )
     fact_lock: bool = Field(
         default=True,
@@ -401,7 +415,11 @@ class ModelSettings(Strict):
         description="Before an answer is sent, drop sentences whose facts no given document holds, cut run-on text, "
         "replace a 'yes' the passage contradicts; quote the passage when nothing is left (kit/services/claims.py).",
     )
-    server: OpenAIServer | None = Field(default=None, description="Use an OpenAI-compatible server instead.")
+    server: OpenAIServer | None = Field(
+        default=None,
+        description="Use an OpenAI-compatible server instead (llama-server, vLLM, llama-cpp-python's; "
+        "docs/SCALE_OUT.md). Set n_ctx to its context size.",
+    )
 
     @model_validator(mode="before")
     @classmethod
