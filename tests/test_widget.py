@@ -112,16 +112,10 @@ def test_only_the_listed_origin_gets_the_cors_grant(widget_server: tuple[str, Pa
     posted = httpx.post(f"{url}/widget/chat", json=body, headers=widget_headers(other), timeout=60)
     assert posted.status_code == 403 and "access-control-allow-origin" not in posted.headers
     assert "serve.allowed_origins" in posted.json()["error"]["message"]
-
-
-def test_the_widget_answers_with_sources_in_the_api_stream(widget_server: tuple[str, Path], shop_port: int) -> None:
-    url, _ = widget_server
-    origin = f"http://127.0.0.1:{shop_port}"
-    body = {"messages": [{"role": "user", "content": QUESTION}]}
-    with httpx.stream("POST", f"{url}/widget/chat", json=body, headers=widget_headers(origin), timeout=120) as resp:
-        assert resp.headers["access-control-allow-origin"] == origin
-        events = [line[6:] for line in resp.iter_lines() if line.startswith("data: ")]
-    assert events[-1] == "[DONE]" and '"docs/policies.md"' in events[-2]
+    # an answer to the listed origin carries the grant, an error included, so the widget can show it
+    bad_lead = httpx.post(f"{url}/widget/lead", json={"name": "", "contact": "", "question": ""},
+                          headers=widget_headers(listed), timeout=10)  # fmt: skip
+    assert bad_lead.status_code == 400 and bad_lead.headers["access-control-allow-origin"] == listed
 
 
 def test_the_publishable_key_only_chats(widget_server: tuple[str, Path]) -> None:

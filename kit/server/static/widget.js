@@ -143,6 +143,7 @@
       list.appendChild(item);
     });
     node.appendChild(list);
+    log.scrollTop = log.scrollHeight;
   }
 
   function read(resp, out) {
