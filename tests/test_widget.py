@@ -336,3 +336,21 @@ def test_the_owner_sees_the_leads_and_exports_them_as_csv(widget_server: tuple[s
     assert csv_text.startswith("id,created,name,contact,question,conversation")
     assert "Katherine Johnson,kj@example.org" in csv_text
     assert "'=HYPERLINK" in csv_text  # a formula is written as text
+
+
+def test_serve_refuses_a_widget_key_that_repeats_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kit.commands.serve import widget_key
+    from kit.errors import KitError
+
+    monkeypatch.delenv("KIT_WIDGET_KEY", raising=False)
+    monkeypatch.delenv("KIT_WIDGET_KEY_FILE", raising=False)
+    assert widget_key(API_KEY) is None  # no key: the widget is off
+    monkeypatch.setenv("KIT_WIDGET_KEY", API_KEY)
+    with pytest.raises(KitError, match="KIT_WIDGET_KEY is the same as the API key"):
+        widget_key(API_KEY)
+    monkeypatch.setenv("KIT_ADMIN_PASSWORD", "pk-shared")
+    monkeypatch.setenv("KIT_WIDGET_KEY", "pk-shared")
+    with pytest.raises(KitError, match="give KIT_WIDGET_KEY a value of its own"):
+        widget_key(API_KEY)
+    monkeypatch.setenv("KIT_WIDGET_KEY", WIDGET_KEY)
+    assert widget_key(API_KEY) == WIDGET_KEY
