@@ -218,3 +218,25 @@ def test_thresholds_calibrated_on_another_embedder_stop_the_assistant_from_start
     spec["retrieval"]["thresholds_calibrated_on"] = "embedded:e5-small"  # recalibrated: no longer a mismatch
     spec_file.write_text(yaml.safe_dump(spec), encoding="utf-8")
     assert guardrails.calibration_mismatch(load_domain(example_copy).spec) is None
+
+
+def test_per_message_results_are_written_and_the_tables_are_made_from_them(run_kit: Any, example_copy: Path) -> None:
+    result = run_kit("eval", str(example_copy), "--safety", "--split", "dev", "--results")
+    assert result.code == 0, result.err
+    assert "calibration" in result.out and "held-out" not in result.out  # tuning sees the calibration split only
+    path = example_copy / "eval" / "results" / "safety" / "embedded-all-minilm-l6-v2.jsonl"
+    rows = safety.load_results(path)
+    assert rows and {r["split"] for r in rows} == {"calibration"}
+    assert {r["by"] for r in rows if r["fired"] != "none"} <= {"pattern", "example"}
+    run_kit("eval", str(example_copy), "--safety", "--split", "heldout", "--results")  # the other split joins it
+    rows = safety.load_results(path)
+    assert {r["split"] for r in rows} == {"calibration", "heldout"}
+    domain = load_domain(example_copy)
+    expected = safety.table_lines([(domain, safety.summarize(rows, [c.id for c in Guardrails(domain.spec).checks]))])
+    repo = example_copy.parent  # a repository holding the one template
+    (repo / "domains").mkdir()
+    example_copy.rename(repo / "domains" / "example")
+    text = f"intro\n{safety.BEGIN.format(domains='example')}\nstale table\n{safety.END}\n"
+    made = safety.tables_updated(text, repo)
+    assert "stale table" not in made and "\n".join(expected) in made
+    assert safety.tables_updated(made, repo) == made  # made again from the same results: unchanged

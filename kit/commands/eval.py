@@ -57,7 +57,9 @@ from kit.domain import Domain, load_domain
     "--safety",
     "safety_only",
     is_flag=True,
-    help="Only the safety set (eval.safety) through the guardrails: per-rule recall and false positives, no model.",
+    help="Only the safety set (eval.safety) through the guardrails: per-rule recall and false positives, no model; "
+    "--split dev screens its calibration split alone (tune on it), --results writes every message's result to "
+    "<domain>/eval/results/safety/<embedding model>.jsonl.",
 )
 @click.option(
     "--calibrate",
@@ -99,14 +101,16 @@ def command(
       kit eval domains/retail --model tuned --model openai:http://127.0.0.1:8000/v1#big-model
       kit eval domains/clinic --gate --json
       kit eval domains/clinic --safety --gate
+      kit eval domains/clinic --safety --split dev
       kit eval domains/clinic --safety --calibrate 0.005
+      kit eval domains/clinic --safety --results
     """
     from kit.components.embedding import Embedder
     from kit.services.evaluation import contamination, report, results, runner, safety, summary
 
     domain = load_domain(domain_dir)
     if safety_only or fp_budget is not None:
-        _safety(domain, as_json, use_gate, fp_budget)
+        _safety(domain, split, as_json, use_gate, fp_budget, save_results)
         return
     safety_summary = _safety_summary(domain) if domain.spec.eval.safety else None
     cases = runner.load_items(domain, limit, split)
@@ -143,14 +147,25 @@ def command(
 def _safety_summary(domain: Domain) -> dict[str, Any]:
     """The safety set through the guardrails (no model, no retrieval): per split and rule, recall and false
     positives."""
+    from kit.services.evaluation import safety
+
+    check_ids, rows = _screen_safety(domain, "all")
+    return safety.summarize(rows, check_ids)
+
+
+def _screen_safety(domain: Domain, split: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """The check ids and the per-message result rows of the safety set's ``split`` (all, heldout, or dev: the
+    calibration split)."""
     from kit.components.embedding import Embedder
     from kit.services.evaluation import safety
     from kit.services.guardrails import Guardrails
 
     guards = Guardrails(domain.spec, Embedder(domain.spec.retrieval.embedding_model).embed)
     _warn_if_miscalibrated(domain)
-    outcomes = safety.screen(guards, safety.load_safety(domain))
-    return safety.summarize(outcomes, [c.id for c in guards.checks])
+    wanted = {"all": safety.SPLITS, "heldout": ("heldout",), "dev": ("calibration",)}[split]
+    items = [i for i in safety.load_safety(domain) if i.split in wanted]
+    outcomes = safety.screen(guards, items)
+    return [c.id for c in guards.checks], safety.result_rows(outcomes, domain.spec.retrieval.embedding_model)
 
 
 def _warn_if_miscalibrated(domain: Domain) -> None:
@@ -162,17 +177,27 @@ def _warn_if_miscalibrated(domain: Domain) -> None:
         click.echo(f"warning: {mismatch}, so kit serve, chat and ask refuse to start — {hint}", err=True)
 
 
-def _safety(domain: Domain, as_json: bool, use_gate: bool, fp_budget: float | None) -> None:
-    """`kit eval --safety`: the safety set alone, its gate, and with --calibrate the suggested thresholds."""
+def _safety(domain: Domain, split: str, as_json: bool, use_gate: bool, fp_budget: float | None, save: bool) -> None:
+    """`kit eval --safety`: the safety set alone (``split``: all, heldout, or dev, the calibration split), its gate,
+    with --results its per-message results written, and with --calibrate the suggested thresholds (the calibration
+    split alone screened)."""
     from kit.components.embedding import Embedder
     from kit.services.evaluation import safety
     from kit.services.guardrails import Guardrails
 
-    guards = Guardrails(domain.spec, Embedder(domain.spec.retrieval.embedding_model).embed)
-    _warn_if_miscalibrated(domain)
-    outcomes = safety.screen(guards, safety.load_safety(domain))
-    result = safety.summarize(outcomes, [c.id for c in guards.checks])
-    suggested = safety.calibrate(outcomes, fp_budget) if fp_budget is not None else None
+    if fp_budget is not None:  # calibration reads the calibration split only, and shows nothing of the held-out one
+        guards = Guardrails(domain.spec, Embedder(domain.spec.retrieval.embedding_model).embed)
+        items = [i for i in safety.load_safety(domain) if i.split == "calibration"]
+        outcomes = safety.screen(guards, items)
+        check_ids = [c.id for c in guards.checks]
+        rows = safety.result_rows(outcomes, domain.spec.retrieval.embedding_model)
+        suggested = safety.calibrate(outcomes, fp_budget)
+    else:
+        check_ids, rows = _screen_safety(domain, split)
+        suggested = None
+    result = safety.summarize(rows, check_ids)
+    if save:
+        click.echo(f"wrote {safety.save_results(domain, rows)}", err=True)
     if as_json:
         click.echo(json.dumps(result | ({"calibrated": suggested} if suggested else {}), indent=2))
     else:
@@ -182,7 +207,7 @@ def _safety(domain: Domain, as_json: bool, use_gate: bool, fp_budget: float | No
             click.echo(f"calibrated: {cid} threshold {row['threshold']:.2f} (calibration recall {recall})")
         if suggested:
             click.echo(f"calibrated on: retrieval.thresholds_calibrated_on: {domain.spec.retrieval.embedding_model}")
-    failures = safety.gate(result, domain.spec.eval.safety_gate)
+    failures = safety.gate(result, domain.spec.eval.safety_gate) if result["heldout"]["items"] else []
     if use_gate and failures:
         for failure in failures:
             click.echo(f"gate: {failure}", err=True)

@@ -9,18 +9,22 @@ a few hundred messages take seconds.
 from __future__ import annotations
 
 import itertools
+import json
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from kit.domain import Domain
 from kit.errors import DataError
+from kit.files import replace_text
 from kit.records import SafetyItem
 from kit.services.guardrails import Guardrails, Score
-from kit.settings import SafetyGate
+from kit.settings import SafetyGate, embedding_name
 from kit.validation.files import read_jsonl
 
 NONE = "none"
@@ -70,27 +74,46 @@ def screen(guardrails: Guardrails, items: Sequence[SafetyItem]) -> list[SafetyOu
     ]
 
 
-def summarize(outcomes: Sequence[SafetyOutcome], check_ids: Sequence[str]) -> dict[str, Any]:
-    """Per split: for each check, its recall on the messages labelled with it and its false-positive rate on the
-    ordinary ones (labelled none); over all checks, the share of ordinary messages that fire anything."""
+def result_rows(outcomes: Sequence[SafetyOutcome], embedding_model: str) -> list[dict[str, Any]]:
+    """One row per message, as committed in eval/results/safety/: what had to fire, what fired and how (a pattern
+    or an example), and the similarity that decided (of the check that fired, else of the one that had to)."""
+    out = []
+    for o in outcomes:
+        scores = {s.check.id: s for s in o.scores}
+        fired, wanted = scores.get(o.fired), scores.get(o.item.expect)
+        decisive = fired or wanted
+        item = o.item
+        out.append(
+            {"id": item.id, "split": item.split, "expect": item.expect, "category": item.category, "lang": item.lang,
+             "fired": o.fired, "by": None if fired is None else "pattern" if fired.matched else "example",
+             "similarity": None if decisive is None or decisive.similarity < 0 else round(decisive.similarity, 4),
+             "embedding_model": embedding_model}
+        )  # fmt: skip
+    return out
+
+
+def summarize(rows: Sequence[Mapping[str, Any]], check_ids: Sequence[str]) -> dict[str, Any]:
+    """Per split, from result rows (``result_rows``): for each check, its recall on the messages labelled with it
+    and its false-positive rate on the ordinary ones (labelled none); over all checks, the share of ordinary
+    messages that fire anything."""
     out: dict[str, Any] = {}
     for split in SPLITS:
-        mine = [o for o in outcomes if o.item.split == split]
-        ordinary = [o for o in mine if o.item.expect == NONE]
+        mine = [r for r in rows if r["split"] == split]
+        ordinary = [r for r in mine if r["expect"] == NONE]
         checks: dict[str, Any] = {}
         for cid in check_ids:
-            positives = [o for o in mine if o.item.expect == cid]
+            positives = [r for r in mine if r["expect"] == cid]
             checks[cid] = {
                 "items": len(positives),
-                "recall": _share([o.fired == cid for o in positives]),
-                "missed": [o.item.id for o in positives if o.fired != cid],
-                "false_positive_rate": _share([o.fired == cid for o in ordinary]),
-                "false_positives": [o.item.id for o in ordinary if o.fired == cid],
+                "recall": _share([r["fired"] == cid for r in positives]),
+                "missed": [r["id"] for r in positives if r["fired"] != cid],
+                "false_positive_rate": _share([r["fired"] == cid for r in ordinary]),
+                "false_positives": [r["id"] for r in ordinary if r["fired"] == cid],
             }
         out[split] = {
             "items": len(mine),
             "ordinary": len(ordinary),
-            "false_positive_rate": _share([o.fired != NONE for o in ordinary]),
+            "false_positive_rate": _share([r["fired"] != NONE for r in ordinary]),
             "checks": checks,
         }
     return out
@@ -136,31 +159,84 @@ def calibrate(outcomes: Sequence[SafetyOutcome], budget: float) -> dict[str, dic
 
 def table(summary: dict[str, Any], domain: Domain) -> str:
     """The summary as Markdown: a row per check and split, then the ordinary messages' false-positive rate."""
-    thresholds = {r.id: r.threshold for r in domain.spec.rules} | {
-        t.id: t.threshold for t in domain.spec.handoff.triggers
-    }
-    lines = [
-        f"### Safety set ({domain.spec.eval.safety}, guardrails only)",
-        "",
-        "| rule or trigger | threshold | split | messages | recall | false positives on ordinary |",
-        "|---|---|---|---|---|---|",
-    ]
-    for cid in summary["heldout"]["checks"]:
-        for split in SPLITS:
-            row = summary[split]["checks"][cid]
-            if not row["items"] and not row["false_positives"]:
-                continue
-            lines.append(
-                f"| {cid} | {thresholds.get(cid, 0):.2f} | {_split_name(split)} | {row['items']} "
-                f"| {_pct(row['recall'])} "
-                f"| {_pct(row['false_positive_rate'])} ({len(row['false_positives'])}) |"
-            )
-    for split in SPLITS:
-        part = summary[split]
-        lines.append(
-            f"| any | | {_split_name(split)} | {part['ordinary']} ordinary | | {_pct(part['false_positive_rate'])} |"
-        )
+    lines = [f"### Safety set ({domain.spec.eval.safety}, guardrails only)", "", *table_lines([(domain, summary)])]
     return "\n".join(lines) + "\n"
+
+
+def table_lines(entries: Sequence[tuple[Domain, dict[str, Any]]]) -> list[str]:
+    """Markdown lines of one or more domains' summaries (a template column when several), splits absent from a
+    summary left out."""
+    from kit.services.evaluation.report import md_lines
+
+    several = len(entries) > 1
+    header = ["rule or trigger", "threshold", "split", "messages", "recall", "false positives on ordinary"]
+    body = []
+    for domain, summary in entries:
+        first = [domain.name] if several else []
+        thresholds = {c.id: c.threshold for c in (*domain.spec.rules, *domain.spec.handoff.triggers)}
+        splits = [s for s in SPLITS if summary[s]["items"]]
+        for cid in summary[SPLITS[0]]["checks"]:
+            for split in splits:
+                row = summary[split]["checks"][cid]
+                if not row["items"] and not row["false_positives"]:
+                    continue
+                fp = f"{_pct(row['false_positive_rate'])} ({len(row['false_positives'])})"
+                cells = [cid, f"{thresholds.get(cid, 0):.2f}", _split_name(split), str(row["items"])]
+                body.append([*first, *cells, _pct(row["recall"]), fp])
+        for split in splits:
+            part = summary[split]
+            cells = ["any", "", _split_name(split), f"{part['ordinary']} ordinary", ""]
+            body.append([*first, *cells, _pct(part["false_positive_rate"])])
+    return [line.replace("|  |", "| |") for line in md_lines(((["template"] if several else []) + header, body))]
+
+
+RESULTS = Path("eval") / "results" / "safety"  # per-message results, one file per embedding model
+
+
+def results_path(domain: Domain) -> Path:
+    """Where ``kit eval --safety --results`` writes the domain's per-message results (its embedding model's file)."""
+    from kit.services.evaluation.results import slug
+
+    return domain.root / RESULTS / f"{slug(embedding_name(domain.spec.retrieval.embedding_model))}.jsonl"
+
+
+def save_results(domain: Domain, rows: Sequence[Mapping[str, Any]]) -> Path:
+    """Write the per-message results (to commit); a run of one split keeps the other split's rows."""
+    path = results_path(domain)
+    ran = {r["split"] for r in rows}
+    kept = [r for r in load_results(path) if r["split"] not in ran]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ordered = sorted([*kept, *rows], key=lambda r: SPLITS.index(r["split"]))
+    replace_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ordered))
+    return path
+
+
+def load_results(path: Path) -> list[dict[str, Any]]:
+    """The rows of a per-message results file; none when it does not exist."""
+    if not path.is_file():
+        return []
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
+BEGIN = "<!-- safety-table:begin {domains} (generated by scripts/quality_tables.py from eval/results/safety) -->"
+END = "<!-- safety-table:end -->"
+_BLOCK = re.compile(r"<!-- safety-table:begin ([\w,-]+) [^>]*-->.*?<!-- safety-table:end -->", re.DOTALL)
+
+
+def tables_updated(text: str, repo: Path) -> str:
+    """``text`` with each safety-table block (``BEGIN`` naming one template or several, comma-separated) made again
+    from the templates' committed per-message results; unchanged when it has none."""
+    from kit.domain import load_domain
+
+    def block(match: re.Match[str]) -> str:
+        entries = []
+        for name in match.group(1).split(","):
+            domain = load_domain(repo / "domains" / name)
+            ids = [c.id for c in Guardrails(domain.spec).checks]
+            entries.append((domain, summarize(load_results(results_path(domain)), ids)))
+        return "\n".join([BEGIN.format(domains=match.group(1)), "", *table_lines(entries), "", END])
+
+    return _BLOCK.sub(block, text)
 
 
 def _split_name(split: str) -> str:
