@@ -22,6 +22,9 @@ from kit.settings import Privacy
 
 EXAMPLE = ROOT / "data_templates" / "example"
 TRANSCRIPT = "document.querySelector('#kit-admin-transcript').innerText"  # the open conversation, in the browser
+GAPS = "document.querySelector('#kit-admin-gaps-summary').innerText"
+ANSWER = "document.querySelector('#kit-admin-answer textarea').value"
+TABLE = "document.querySelector('#kit-admin-found').innerText"
 
 
 def reply(question: str, answer: str, kind: str = "answer", evidence: float | None = 0.7, withheld: str = "") -> Reply:
@@ -269,6 +272,12 @@ def test_an_owner_finds_a_thumbs_down_answer_and_corrects_it_in_a_real_browser(
     store.rate(wrong, up=False)
     record(store, reply("Is shipping free?", "Free over $50 [1]."))
     record(store, reply("What's the weather tomorrow?", "Sorry, I can only help…", "refuse", 0.1))
+    for question in ("Can you gift wrap my order?", "Is gift wrapping available?", "can you giftwrap it for my mom"):
+        record(store, reply(question, "Sorry, I can only help…", "refuse", 0.2))
+    with sqlite3.connect(store.path) as db:  # over three days, for the plot: 1, 2, then 3 conversations
+        db.execute(
+            "UPDATE turns SET created = created - (CASE WHEN id = 1 THEN 2 WHEN id < 4 THEN 1 ELSE 0 END) * 86400"
+        )
     app = build_server(ChatService.open(domain, engine=PlantedEngine()), admin=AdminAccess.from_secret("owner-pass"))
     for url in serve(app):
         with browser(tmp_path / "profile") as cdp:
@@ -286,35 +295,54 @@ def test_an_owner_finds_a_thumbs_down_answer_and_corrects_it_in_a_real_browser(
                 js(cdp, f"(() => {{ const e = document.querySelector({selector!r}); e.focus(); e.select(); }})()")
                 cdp("Input.insertText", text=text)
 
+            def tab(name: str) -> None:
+                js(cdp, f"[...document.querySelectorAll('button[role=tab]')].find(b => b.innerText.includes({name!r}))"
+                        ".click()")  # fmt: skip
+
+            def screenshot(name: str) -> None:
+                shot = base64.b64decode(cdp("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"])
+                ARTIFACTS.mkdir(parents=True, exist_ok=True)
+                (ARTIFACTS / name).write_bytes(shot)
+                assert shot.startswith(b"\x89PNG")
+
             cdp("Page.navigate", url=url + "/admin/")
             wait_for(lambda: js(cdp, "!!document.querySelector('#password')"), 60)
             type_into("#password", "owner-pass")
             js(cdp, "document.querySelector('form').submit()")
             wait_for(lambda: "Conversations" in page(), 60)
-            js(cdp, "[...document.querySelectorAll('button[role=tab]')].find(b => b.innerText.includes("
-                    "'Conversations')).click()")  # fmt: skip
+            tab("Conversations")
             wait_for(lambda: "Do you gift wrap orders?" in page(), 60)  # the latest conversations, listed on load
-            type_into("#kit-admin-search textarea", "gift wrap")
+            type_into("#kit-admin-search textarea", "gift wrap orders")
             enter = {"key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13, "nativeVirtualKeyCode": 13}
             cdp("Input.dispatchKeyEvent", type="keyDown", text="\r", **enter)
             cdp("Input.dispatchKeyEvent", type="keyUp", **enter)
             wait_for(lambda: "1 conversation found" in page(), 60)
-            assert "Is shipping free?" not in page()
+            wait_for(lambda: "Is shipping free?" not in (js(cdp, TABLE) or "Is shipping free?"), 60)
+            assert "Do you gift wrap orders?" in js(cdp, TABLE)
             js(cdp, "window.scrollTo(0, 0)")
             cells = "[...document.querySelectorAll('#kit-admin-found [role=gridcell]')]"
-            cell = f"{cells}.find(c => c.innerText.includes('gift wrap'))"
+            cell = f"{cells}.find(c => c.innerText.includes('gift wrap orders'))"
             js(cdp, f"{cell}.setAttribute('data-kit-cell', '1')")
             click("[data-kit-cell='1']")
             wait_for(lambda: "Customer:" in (js(cdp, TRANSCRIPT) or ""), 60)
+            assert wait_for(lambda: js(cdp, ANSWER), 60) == "Yes, for free [1]."  # the recorded answer, to correct
             type_into("#kit-admin-answer textarea", "Not yet: we don't offer gift wrapping.")
             click("#kit-admin-save")
             try:
                 wait_for(lambda: "Saved as" in page(), 60)
             finally:
-                shot = base64.b64decode(cdp("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"])
-                ARTIFACTS.mkdir(parents=True, exist_ok=True)
-                (ARTIFACTS / "console-conversations.png").write_bytes(shot)
+                screenshot("console-conversations.png")
             assert "Corrected: Not yet: we don't offer gift wrapping." in page()
+            tab("Content gaps")
+            js(cdp, "document.querySelector('#kit-admin-gaps-go').click()")
+            wait_for(lambda: "asked about" in (js(cdp, GAPS) or ""), 60)
+            assert (js(cdp, GAPS) or "").startswith("3 customers asked about")
+            screenshot("console-gaps.png")
+            tab("Analytics")
+            wait_for(lambda: js(cdp, "!!document.querySelector('#kit-admin-outcomes canvas, #kit-admin-outcomes svg')"),
+                     60)  # fmt: skip
+            assert "6 conversations, 6 questions" in page()
+            screenshot("console-analytics.png")
     saved = [json.loads(line) for line in (domain.root / CORRECTIONS).read_text(encoding="utf-8").splitlines()]
     assert [m["content"] for m in saved[0]["messages"]] == [
         "Do you gift wrap orders?", "Not yet: we don't offer gift wrapping."

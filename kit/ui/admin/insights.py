@@ -95,7 +95,7 @@ class InsightsView:
         show.change(self.search, [text, show, since, until], searched)
         found.select(self.pick, [found], conversation)
         conversation.change(self.open, [conversation], [transcript, turn, question, answer, saved])
-        turn.change(self.choose, [conversation, turn], [question, answer, saved])
+        turn.input(self.choose, [conversation, turn], [question, answer, saved])  # the owner's pick, not open()'s
         save.click(self.correct, [conversation, turn, question, answer], [transcript, saved])
 
     @staticmethod
@@ -193,8 +193,18 @@ class InsightsView:
 
         summary = gr.Markdown(first(0), elem_id="kit-admin-analytics-summary")
         with gr.Row():
-            per_day = gr.LinePlot(first(1), x="day", y="count", color="what", title="Per day (UTC)")
-            outcomes = gr.BarPlot(first(2), x="outcome", y="share", title="How turns ended", y_lim=[0, 1], sort=None)
+            per_day = gr.LinePlot(
+                first(1), x="day", y="count", color="what", title="Per day (UTC)", elem_id="kit-admin-per-day"
+            )
+            outcomes = gr.BarPlot(
+                first(2),
+                x="outcome",
+                y="share",
+                title="How turns ended",
+                y_lim=[0, 1],
+                sort=None,
+                elem_id="kit-admin-outcomes",
+            )
         with gr.Row():
             thumbs = gr.BarPlot(first(3), x="thumbs", y="count", title="Thumbs")
             top = gr.Dataframe(first(4), interactive=False, wrap=True, label="Top questions")
