@@ -108,6 +108,19 @@ def test_the_console_needs_a_login(console: Console) -> None:
     assert httpx.get(console.url + "/").status_code == 200  # the customers' UI needs no console login
 
 
+def test_password_guessing_is_slowed_to_ten_tries_a_minute(console: Console) -> None:
+    from kit.server.admin_login import LOGINS_PER_MINUTE
+
+    elsewhere = httpx.HTTPTransport(local_address="127.0.0.2")  # another client address: the others' tries stay theirs
+    with httpx.Client(base_url=console.url, transport=elsewhere) as guesser:
+        answers = [guesser.post("/admin/login", data={"password": f"guess{n}"}) for n in range(LOGINS_PER_MINUTE + 1)]
+    assert [a.status_code for a in answers] == [401] * LOGINS_PER_MINUTE + [429]
+    assert int(answers[-1].headers["retry-after"]) >= 1 and "too many logins" in answers[-1].json()["error"]["message"]
+    assert (
+        httpx.post(console.url + "/admin/login", data={"password": "guess"}).status_code == 401
+    )  # others: still tries
+
+
 def test_a_hashed_password_and_the_start_token_log_in() -> None:
     hashed = AdminAccess.from_secret(hash_password(PASSWORD))
     assert hashed.check(PASSWORD) and not hashed.check(PASSWORD + "x") and not hashed.check("")

@@ -12,13 +12,24 @@ import hashlib
 import hmac
 import html
 import logging
+import math
 import secrets
 import time
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, quote, urlencode
 
-from kit.server.guards import ASGIApp, Receive, Scope, Send, error_body, read_body, same_secret, send_json
+from kit.server.guards import (
+    ASGIApp,
+    Receive,
+    Scope,
+    Send,
+    TokenBuckets,
+    error_body,
+    read_body,
+    same_secret,
+    send_json,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +41,7 @@ SESSION_S = 12 * 3600  # a login lasts a working day
 HASH_PREFIX = "scrypt$"
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 LOGIN_FORM_BYTES = 4096
+LOGINS_PER_MINUTE = 10  # tries per client address: enough for typing errors, too few to guess a password
 
 
 def hash_password(password: str, salt: bytes | None = None) -> str:
@@ -102,6 +114,7 @@ class AdminGate:
     def __init__(self, app: ASGIApp, access: AdminAccess | None) -> None:
         self.app = app
         self.access = access
+        self.tries = TokenBuckets(LOGINS_PER_MINUTE, LOGINS_PER_MINUTE)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = str(scope.get("path", ""))
@@ -141,6 +154,11 @@ class AdminGate:
         target = safe_next(query.get("next", [""])[0])
         if scope.get("method") != "POST":
             await send_html(send, 200, login_page(target, "", self.access.token is not None))
+            return
+        wait = self.tries.take(str((scope.get("client") or ("unknown",))[0]))
+        if wait:
+            body = error_body(f"too many logins from this address: retry in {math.ceil(wait)} s", "rate_limit_error")
+            await send_json(send, 429, body, {"retry-after": str(math.ceil(wait))})
             return
         raw = await read_body(receive, LOGIN_FORM_BYTES) or b""
         form = parse_qs(raw.decode("utf-8", "replace"))
