@@ -326,3 +326,23 @@ def test_kit_serve_opens_the_console_with_a_password_a_hash_or_on_loopback_a_tok
     monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
     empty = run_kit("admin-password")
     assert empty.code != 0 and "error: the password is empty" in empty.err
+
+
+def test_the_documents_tab_shows_why_an_upload_was_refused(console: Console, tmp_path: Path) -> None:
+    import time
+
+    from kit.services.documents import DocumentService
+    from kit.ui.admin.documents import DocumentsTab, progress_markdown
+
+    tab = DocumentsTab(DocumentService(console.service))
+    bad = tmp_path / "catalogue.csv"
+    bad.write_bytes(b"sku,name\nA-1,Tent\n")
+    table = tab.table()
+    tab.upload(str(bad), "")
+    deadline = time.monotonic() + 60
+    while tab.documents.progress.state not in ("done", "failed") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    shown = progress_markdown(tab.documents.progress)
+    assert "upload docs/catalogue.csv" in shown and "not done, nothing changed" in shown
+    assert "required column 'price' is missing" in shown and tab.table() == table
+    assert "Choose a file" in tab.upload(None, "")[1]
