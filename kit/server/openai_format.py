@@ -85,6 +85,17 @@ def size_problem(messages: list[Message], limits: Limits) -> str | None:
     return None
 
 
+def read_turn(body: CompletionRequest, limits: Limits) -> tuple[str, list[ChatMessage]] | JSONResponse:
+    """(question, history) of a request, or the 400 that says why it cannot be answered (too big, no question)."""
+    too_big = size_problem(body.messages, limits)
+    if too_big:
+        return api_error(400, too_big, "invalid_request_error", "request_too_large")
+    try:
+        return split_conversation(body.messages)
+    except ValueError as exc:
+        return api_error(400, str(exc), "invalid_request_error")
+
+
 def split_conversation(messages: list[Message]) -> tuple[str, list[ChatMessage]]:
     """(question, history): the last user message, and the user/assistant turns before it."""
     turns = [ChatMessage(role=m.role, content=m.text()) for m in messages if m.role in ("user", "assistant")]

@@ -18,8 +18,7 @@ from kit.server.openai_format import (
     CompletionRequest,
     api_error,
     completion_body,
-    size_problem,
-    split_conversation,
+    read_turn,
     stream_events,
     turn_error_response,
 )
@@ -68,13 +67,10 @@ def build_api(
     def chat_completions(body: CompletionRequest, request: Request) -> Any:
         if not authorised(request):
             return api_error(401, "invalid or missing API key", "invalid_request_error", "invalid_api_key")
-        too_big = size_problem(body.messages, limits)
-        if too_big:
-            return api_error(400, too_big, "invalid_request_error", "request_too_large")
-        try:
-            question, history = split_conversation(body.messages)
-        except ValueError as exc:
-            return api_error(400, str(exc), "invalid_request_error")
+        read = read_turn(body, limits)
+        if isinstance(read, JSONResponse):
+            return read
+        question, history = read
         service = chosen(body.model)
         if service is None:
             known = ", ".join(services)

@@ -24,8 +24,7 @@ from kit.server.guards import ASGIApp, Receive, Scope, Send, TokenBuckets, error
 from kit.server.openai_format import (
     CompletionRequest,
     api_error,
-    size_problem,
-    split_conversation,
+    read_turn,
     stream_events,
     turn_error_response,
 )
@@ -75,13 +74,10 @@ def add_widget(app: FastAPI, turns: TurnService, leads: LeadStore, limits: Limit
 
     @app.post(CHAT_PATH)
     def widget_chat(body: CompletionRequest) -> Any:
-        too_big = size_problem(body.messages, limits)
-        if too_big:
-            return api_error(400, too_big, "invalid_request_error", "request_too_large")
-        try:
-            question, history = split_conversation(body.messages)
-        except ValueError as exc:
-            return api_error(400, str(exc), "invalid_request_error")
+        read = read_turn(body, limits)
+        if isinstance(read, JSONResponse):
+            return read
+        question, history = read
         turn = turns.start(question, history, body.kit.conversation)
         if turn.error is not None:
             return turn_error_response(turn.error)
