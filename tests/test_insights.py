@@ -15,6 +15,7 @@ from runtime_fixtures import ROOT, PlantedEngine
 
 from kit.domain import CORRECTIONS, Domain, load_domain
 from kit.errors import DataError
+from kit.services.corrections import correction_id
 from kit.services.feedback import FeedbackStore, new_conversation
 from kit.services.insights import InsightsService, Search
 from kit.services.reply import Reply, SourceRef
@@ -118,12 +119,13 @@ def test_a_correction_is_a_valid_training_conversation_that_finetune_reads(examp
     store.rate(turn, up=False)
     insights = InsightsService(domain, store)
     record_ = insights.correct(turn, "  Not yet: we don't offer gift wrapping.  ")
-    assert record_.id == f"correction-{turn}"
+    stored = store.turn(turn)
+    assert stored is not None and record_.id == correction_id(stored) and record_.id.startswith(f"correction-{turn}-")
     lines = (domain.root / CORRECTIONS).read_text(encoding="utf-8").splitlines()
     assert [json.loads(line) for line in lines] == [{
         "messages": [{"role": "user", "content": "Do you gift wrap orders?"},
                      {"role": "assistant", "content": "Not yet: we don't offer gift wrapping."}],
-        "id": f"correction-{turn}", "intent": "correction", "sources": [],
+        "id": record_.id, "intent": "correction", "sources": [],
     }]  # fmt: skip
     insights.correct(turn, "No, we don't offer gift wrapping.", question="Do you offer gift wrapping?")
     assert len((domain.root / CORRECTIONS).read_text(encoding="utf-8").splitlines()) == 1  # replaced, not added

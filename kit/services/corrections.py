@@ -9,9 +9,11 @@ anything is written and lands in the domain's ``data/corrections.jsonl`` (``kit.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,12 +28,21 @@ from kit.validation.pydantic_errors import problems_of
 logger = logging.getLogger(__name__)
 
 INTENT = "correction"
+CORRECTION_ID = re.compile(r"correction-(\d+)-[0-9a-f]{10}")
 MAX = 4_000  # characters of a question or an answer: a chat answer, not a document
 
 
-def correction_id(turn_id: int) -> str:
-    """The id a correction of stored turn ``turn_id`` carries, one per turn."""
-    return f"correction-{turn_id}"
+def correction_id(turn: dict[str, Any]) -> str:
+    """The id a correction of a stored turn carries, one per turn: its id in the store and a digest of its
+    conversation, so a correction never attaches to another turn of a store started afresh."""
+    digest = hashlib.sha256(str(turn["conversation"]).encode("utf-8")).hexdigest()[:10]
+    return f"correction-{int(turn['id'])}-{digest}"
+
+
+def turn_of(ident: str) -> int | None:
+    """The stored turn id a correction id names; None for an id the console did not write."""
+    found = CORRECTION_ID.fullmatch(ident)
+    return int(found.group(1)) if found else None
 
 
 def correction(turn: dict[str, Any], answer: str, question: str | None = None) -> Conversation:
@@ -44,7 +55,7 @@ def correction(turn: dict[str, Any], answer: str, question: str | None = None) -
     if long:
         raise DataError(f"the correction's {' and '.join(long)} characters", f"keep each under {MAX:,} characters")
     record = {
-        "id": correction_id(int(turn["id"])),
+        "id": correction_id(turn),
         "intent": INTENT,
         "messages": [{"role": "user", "content": asked}, {"role": "assistant", "content": answer}],
     }
@@ -78,14 +89,14 @@ def save(domain: Domain, record: Conversation) -> Path:
     return path
 
 
-def corrected(domain: Domain) -> dict[int, Conversation]:
-    """The corrections saved so far, by the stored turn they correct."""
-    found: dict[int, Conversation] = {}
+def corrected(domain: Domain) -> dict[str, Conversation]:
+    """The corrections saved so far, by their id (``correction_id`` of the turn each corrects)."""
+    found: dict[str, Conversation] = {}
     for line in _lines(corrections_file(domain)):
         ident = _record_id(line)
-        if ident and ident.startswith("correction-") and ident[11:].isdigit():
+        if ident is not None and turn_of(ident) is not None:
             try:
-                found[int(ident[11:])] = Conversation.model_validate_json(line)
+                found[ident] = Conversation.model_validate_json(line)
             except ValidationError:
                 continue  # kit validate reports it; the console shows the others
     return found

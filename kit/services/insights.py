@@ -93,7 +93,7 @@ class InsightsService:
     def _where(self, search: Search) -> tuple[str, list[Any]]:
         parts, args = [], []
         if search.show == "corrected":
-            turn_ids = sorted(corrections.corrected(self.domain))
+            turn_ids = self._corrected_turns()
             parts.append(f"id IN ({', '.join('?' * len(turn_ids))})" if turn_ids else "0")
             args += turn_ids
         else:
@@ -109,6 +109,17 @@ class InsightsService:
             parts.append("created < ?")
             args.append(_start_of(search.until + timedelta(days=1)))
         return " AND ".join(parts), args
+
+    def _corrected_turns(self) -> list[int]:
+        """The stored turns the corrections file holds a correction of."""
+        saved = corrections.corrected(self.domain)
+        named = sorted({n for n in map(corrections.turn_of, saved) if n is not None})
+        if not named:
+            return []
+        turns = self.store.rows(
+            f"SELECT id, conversation FROM turns WHERE id IN ({', '.join('?' * len(named))})", named
+        )
+        return [t["id"] for t in turns if corrections.correction_id(t) in saved]
 
     def _found(self, conversation: str) -> Found:
         turns = self.store.turns(conversation)
@@ -128,7 +139,7 @@ class InsightsService:
         saved = corrections.corrected(self.domain)
         found = self.store.turns(conversation)
         for turn in found:
-            fix = saved.get(int(turn["id"]))
+            fix = saved.get(corrections.correction_id(turn))
             turn["correction"] = fix.messages[-1].content if fix else None
         return found
 
