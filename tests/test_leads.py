@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,13 @@ def test_a_good_lead_is_stored_trimmed_and_exported(tmp_path: Path) -> None:
     assert rows[1]["contact"] == "+44 20 7946 0958" and rows[1]["conversation"] == "abc123"
     assert rows[0]["question"] == "'@SUM(1+1) -2+3 =cmd"  # a formula is written as text
     assert rows[1]["created"].endswith("Z")
+
+
+def test_leads_older_than_the_retention_are_deleted(tmp_path: Path) -> None:
+    store = LeadStore(tmp_path / "leads.sqlite3", retention_days=30)
+    store.add("Ada", "ada@example.org", "Do you ship to London?")
+    assert store.purge(now=time.time() + 29 * 86_400) == 0 and len(store.leads()) == 1
+    assert store.purge(now=time.time() + 31 * 86_400) == 1 and store.leads() == []
+    forever = LeadStore(tmp_path / "kept.sqlite3")
+    forever.add("Ada", "ada@example.org", "Do you ship to London?")
+    assert forever.purge(now=time.time() + 3650 * 86_400) == 0

@@ -43,7 +43,7 @@ def build_server(
     store = FeedbackStore(Path(db), privacy) if db else FeedbackStore.for_domain(service.domain.build_dir, privacy)
     store.purge_daily()  # the store purged expired turns when it opened; then once a day
     turns = TurnService(service, store, Admission(limits.max_busy))
-    leads = LeadStore.beside(store.path)
+    leads = LeadStore.beside(store.path, privacy.retention_days)
     app = build_api(turns, api_key, limits)
     add_widget(app, turns, leads, limits)
     documents = DocumentService(service)

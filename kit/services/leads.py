@@ -2,6 +2,7 @@
 question), checked, then kept in SQLite beside the feedback store for the owner's console (a table and a CSV).
 
 A lead is personal data the customer chose to give, so it is stored as written: the team needs the address to reply.
+Leads older than the domain's ``privacy.retention_days`` are deleted when the store opens and whenever a lead is added.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kit.errors import KitError
+from kit.services.feedback import DAY_S
 
 FILE = "leads.sqlite3"
 SCHEMA = """
@@ -85,21 +87,32 @@ def is_reachable(contact: str) -> bool:
 class LeadStore:
     """One SQLite file; a connection per call, as the feedback store does."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, retention_days: int | None = None) -> None:
         self.path = path
+        self.retention_days = retention_days
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._db() as db:
             db.execute(SCHEMA)
+        self.purge()
 
     @classmethod
-    def beside(cls, feedback_db: Path) -> LeadStore:
+    def beside(cls, feedback_db: Path, retention_days: int | None = None) -> LeadStore:
         """The lead store in the feedback store's folder."""
-        return cls(feedback_db.parent / FILE)
+        return cls(feedback_db.parent / FILE, retention_days)
+
+    def purge(self, now: float | None = None) -> int:
+        """Delete the leads older than the retention; how many were deleted."""
+        if self.retention_days is None:
+            return 0
+        cutoff = (time.time() if now is None else now) - self.retention_days * DAY_S
+        with self._db() as db:
+            return db.execute("DELETE FROM leads WHERE created < ?", (cutoff,)).rowcount
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
         db = sqlite3.connect(self.path, timeout=10)
         try:
+            db.execute("PRAGMA secure_delete = ON")  # a deleted lead's bytes are overwritten, not left in free pages
             with db:
                 yield db
         finally:
@@ -108,6 +121,7 @@ class LeadStore:
     def add(self, name: str, contact: str, question: str, conversation: str = "") -> int:
         """Check and store a lead; its id. BadLead (nothing stored) when a field is wrong."""
         lead = check_lead(name, contact, question, conversation)
+        self.purge()
         with self._db() as db:
             cur = db.execute(
                 "INSERT INTO leads (created, name, contact, question, conversation) VALUES (?, ?, ?, ?, ?)",

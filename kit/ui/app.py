@@ -22,6 +22,7 @@ from kit.services.turns import TurnService
 
 logger = logging.getLogger(__name__)
 
+MAX_OFFERS = 1000  # lead forms offered and not yet opened, kept per conversation
 QUEUE_MAX = 64  # waiting requests beyond this are refused at once rather than piling up
 WORKERS = 4  # the model itself runs one answer at a time; workers keep fixed replies and the UI responsive
 # Gradio's queue has no wake-up signal: its loops poll, every 1 ms for new events and every 10 ms for progress
@@ -87,6 +88,8 @@ class ChatUI:
         history = [*history, *reply.history()]
         if reply.lead_form and self.leads is not None:
             self.offers[conv] = message
+            if len(self.offers) > MAX_OFFERS:  # a client that never asks for the form (the API) leaves its offer
+                self.offers.pop(next(iter(self.offers)))
         yield "", chat, sources_markdown(reply), status_markdown(reply), history, conv, turns
 
     def lead_offer(self, conv: str) -> tuple[Any, ...]:
@@ -95,6 +98,10 @@ class ChatUI:
         if question is None:
             return gr.skip(), gr.skip(), gr.skip()
         return gr.update(visible=True), question, ""
+
+    def close_lead(self) -> tuple[Any, ...]:
+        """A new chat starts without the form."""
+        return gr.update(visible=False), ""
 
     def send_lead(self, name: str, contact: str, question: str, conv: str) -> tuple[Any, ...]:
         """Store the lead and close the form, or say what to fix and keep it open with what was typed."""
@@ -160,7 +167,8 @@ def build_app(service: TurnService, queue_size: int = QUEUE_MAX, leads: LeadStor
         lead_send.click(ui.send_lead, [lead_name, lead_contact, lead_question, conv], [lead_box, lead_status],
                         api_name="lead")  # fmt: skip
         chat.like(ui.like, [turns], None)
-        new.click(ui.new_chat, None, [chat, sources, box, history, conv, turns], api_name="new_chat")
+        started = new.click(ui.new_chat, None, [chat, sources, box, history, conv, turns], api_name="new_chat")
+        started.then(ui.close_lead, None, [lead_box, lead_status])
     return quiet_queue(app.queue(max_size=queue_size, default_concurrency_limit=WORKERS))
 
 
