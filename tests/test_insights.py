@@ -83,6 +83,9 @@ def test_search_finds_conversations_by_text_kind_and_day(domain: Domain, store: 
     insights = InsightsService(domain, store)
     ids = {name: conv for name, (conv, _) in filled.items()}
     assert found(insights) == set(ids.values())
+    listing = insights.search(Search())
+    assert [f.conversation for f in listing] == list(reversed(ids.values()))  # the latest first
+    assert [f.marks for f in listing] == ["error", "withheld", "hand-off", "refused", "thumbs down", "thumbs up"]
     assert found(insights, text="sale ITEMS") == {ids["returns"]}  # a later turn's words find the conversation
     assert found(insights, text="free over $50") == {ids["shipping"]}  # in an answer
     assert found(insights, text="100%_") == set()  # LIKE's wildcards are taken literally

@@ -34,6 +34,15 @@ CONDITION = {
     "withheld": "withheld != ''",
     "error": "kind = 'error'",
 }
+# What the listing marks a conversation with, when any of its turns has it.
+MARKS = {
+    "thumbs up": "t.rating IS 1",
+    "thumbs down": "t.rating IS -1",
+    "refused": "t.kind = 'refuse'",
+    "hand-off": "t.kind = 'handoff'",
+    "withheld": "t.withheld != ''",
+    "error": "t.kind = 'error'",
+}
 LIMIT = 200  # conversations a search lists, the latest first
 GAP_TURNS = 5_000  # the latest gap questions grouped; older ones rarely matter once the documents changed
 
@@ -83,12 +92,20 @@ class InsightsService:
         if search.show not in SHOW:
             raise DataError(f"unknown kind of turn '{search.show}'", f"use one of: {', '.join(SHOW)}")
         where, args = self._where(search)
-        ids = self.store.rows(
-            f"SELECT conversation, max(id) AS last FROM turns WHERE {where} GROUP BY conversation"
-            " ORDER BY last DESC LIMIT ?",
+        rows = self.store.rows(
+            f"WITH hit AS (SELECT conversation, max(id) AS last FROM turns WHERE {where} GROUP BY conversation"
+            " ORDER BY last DESC LIMIT ?) "
+            "SELECT t.conversation, min(t.created) AS started, count(*) AS turns, (SELECT question FROM turns f"
+            " WHERE f.conversation = t.conversation ORDER BY f.id LIMIT 1) AS first_question, "
+            + ", ".join(f'max({condition}) AS "{name}"' for name, condition in MARKS.items())
+            + " FROM turns t JOIN hit ON hit.conversation = t.conversation GROUP BY t.conversation"
+            " ORDER BY max(hit.last) DESC",
             [*args, limit],
         )
-        return [self._found(row["conversation"]) for row in ids]
+        return [
+            Found(r["conversation"], r["started"], r["turns"], r["first_question"], ", ".join(m for m in MARKS if r[m]))
+            for r in rows
+        ]
 
     def _where(self, search: Search) -> tuple[str, list[Any]]:
         parts, args = [], []
@@ -120,19 +137,6 @@ class InsightsService:
             f"SELECT id, conversation FROM turns WHERE id IN ({', '.join('?' * len(named))})", named
         )
         return [t["id"] for t in turns if corrections.correction_id(t) in saved]
-
-    def _found(self, conversation: str) -> Found:
-        turns = self.store.turns(conversation)
-        marks = {
-            "thumbs up": any(t["rating"] == 1 for t in turns),
-            "thumbs down": any(t["rating"] == -1 for t in turns),
-            "refused": any(t["kind"] == "refuse" for t in turns),
-            "hand-off": any(t["kind"] == "handoff" for t in turns),
-            "withheld": any(t["withheld"] for t in turns),
-            "error": any(t["kind"] == "error" for t in turns),
-        }
-        shown = ", ".join(name for name, present in marks.items() if present)
-        return Found(conversation, turns[0]["created"], len(turns), turns[0]["question"], shown)
 
     def turns(self, conversation: str) -> list[dict[str, Any]]:
         """The stored turns of one conversation, oldest first; each with its correction's answer, if any."""
