@@ -29,6 +29,11 @@ API_KEY, WIDGET_KEY, OWNER_PASSWORD = "api-secret", "pk-widget-test", "owner-sec
 QUESTION = "How long do I have to return an item?"
 
 
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
 class Site:
     """A shop's page on its own origin (a plain http.server on another port) with the widget's tag."""
 
@@ -38,8 +43,7 @@ class Site:
         page = f"<!doctype html><html><head><title>Shop</title></head><body><h1>Our shop</h1>{tag}</body></html>"
         (folder / "index.html").write_text(page, encoding="utf-8")
         self.port = port or free_port()
-        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-        handler.log_message = lambda *a: None  # type: ignore[method-assign]
+        handler = functools.partial(QuietHandler, directory=str(folder))
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), handler)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         self.origin = f"http://127.0.0.1:{self.port}"
@@ -83,7 +87,8 @@ def widget_server(
 ) -> Iterator[tuple[str, Path]]:
     """`kit serve`'s app with the widget on, listing the shop's origin; (its URL, the domain folder)."""
     dest = tmp_path_factory.mktemp("widget") / "example"
-    for url in open_server(example_dir, dest, engine, [f"http://127.0.0.1:{shop_port}"], Limits()):
+    limits = Limits(widget_rate_burst=1000)  # every test here is one visitor: the rate has a test of its own
+    for url in open_server(example_dir, dest, engine, [f"http://127.0.0.1:{shop_port}"], limits):
         yield url, dest
 
 

@@ -155,7 +155,7 @@ class WidgetGate:
         wait = self.buckets.take(f"ip:{peer[0]}")
         if wait:
             seconds = math.ceil(wait)
-            message = f"too many questions from this visitor: retry in {seconds} s"
+            message = f"too many widget requests from this visitor: retry in {seconds} s"
             return 429, error_body(message, "rate_limit_error", "rate_limit_exceeded"), {"retry-after": str(seconds)}
         return None
 
