@@ -91,6 +91,80 @@ def test_a_yes_the_passage_contradicts_is_replaced_by_the_passage() -> None:
     )
 
 
+WARRANTY = [
+    Doc(
+        1,
+        "docs/policies/warranty.md",
+        "Warranty Policy > What Is Covered",
+        "Warranty Policy > What Is Covered\n- Seams or stitching that fail under normal use\n- Zippers, sliders and "
+        "buckles that break under normal use\n- Tent poles that crack or split without an accident",
+    ),
+    Doc(
+        2,
+        "docs/policies/warranty.md",
+        "Warranty Policy > What Is Not Covered",
+        "Warranty Policy > What Is Not Covered\n- Normal wear and tear, such as abrasion and fading\n- Damage from "
+        "long-term UV exposure or improper storage\n- Commercial or rental use",
+    ),
+]
+RETURNS = Doc(
+    1,
+    "docs/policies/returns.md",
+    "Returns Policy > Return Window",
+    "Returns Policy > Return Window\nYou have 60 days from delivery to return unused items.\nWe can't take these "
+    "back:\n- Gift cards\n- Socks that have been worn\n- Water filters whose seal has been broken",
+)
+
+
+def test_a_yes_an_exclusion_list_contradicts_is_withheld_and_its_heading_quoted() -> None:
+    rental = check("Yes, rental use is covered [2].", "Is rental use of my tent covered by the warranty?", WARRANTY)
+    assert rental.decisions[0] == (
+        "not sent: opens with yes, but [2] says \u201cWhat Is Not Covered: Commercial or rental use\u201d"
+    )
+    assert rental.text == "From our Warranty Policy: \u201cWhat Is Not Covered: Commercial or rental use\u201d [2]"
+    # an item under a lead-in line that says no ("We can't take these back:") inherits it
+    socks = check("Yes! Just send them back.", "Can I return socks I've worn once?", [RETURNS])
+    assert socks.fallback and "We can't take these back: Socks that have been worn" in socks.decisions[0]
+
+
+def test_a_yes_whose_closest_passage_is_a_positive_list_or_outside_the_no_is_kept() -> None:
+    zipper = "Yes, zippers that break under normal use are covered [1]."
+    assert check(zipper, "Is a broken zipper on my backpack covered by the warranty?", WARRANTY).text == zipper
+    # the question asks about the no itself: "yes" agrees with the list
+    uv = "Yes, UV damage is excluded [2]."
+    assert check(uv, "Is UV damage excluded from the warranty?", WARRANTY).text == uv
+    assert check("Yes, within 60 days [1].", "Can I return unused items?", [RETURNS]).text == "Yes, within 60 days [1]."
+
+
+def section(n: int, title: str, body: str) -> Doc:
+    """A policy section's chunk as the index holds it: its heading path, then its text."""
+    return Doc(n, "docs/policies/policy.md", title, f"{title}\n{body}")
+
+
+def test_only_and_a_trailing_never_say_no_to_their_own_case_alone() -> None:
+    given = [
+        section(1, "Insurance > Cancel For Any Reason", "The Cancel For Any Reason upgrade is only available with "
+                "the Premier plan and adds 40% to the price."),
+        section(2, "Baggage > What you can't pack", "- Power banks must go in your carry-on, never in checked "
+                "baggage."),
+        section(3, "Cancellation > Airline schedule changes", "If an airline moves a flight by more than 4 hours, we "
+                "find another flight at no extra cost or refund the package, as long as you have not travelled."),
+    ]  # fmt: skip
+    said = "Yes, you can."
+    assert check(said, "Can I add the Cancel For Any Reason upgrade to the Essential plan?", given).fallback
+    assert check(said, "Can I add the Cancel For Any Reason upgrade to my Premier plan?", given).text == said
+    assert check(said, "Can I pack my power bank in my checked suitcase?", given).fallback
+    assert check(said, "Can I keep my power bank in my carry-on bag?", given).text == said
+    assert check(said, "Can I get a refund if the airline moves my flight by 6 hours?", given).text == said
+
+
+def test_a_list_under_a_closed_lead_in_says_no_to_open_and_yes_to_closed() -> None:
+    holidays = section(1, "Hours and Location > Holiday Closures", "The clinic is closed on these holidays:\n"
+                       "- Memorial Day\n- Labor Day\nThe nurse advice line stays open on all holidays.")  # fmt: skip
+    assert check("Yes, we are open.", "Is the clinic open on Labor Day?", [holidays]).fallback
+    assert check("Yes, it is closed.", "Is the clinic closed on Labor Day?", [holidays]).text == "Yes, it is closed."
+
+
 def test_nothing_left_quotes_the_closest_passage_or_says_it_cannot_find_it() -> None:
     row = check("It costs $420.", "How much is the Ridgeline 3 tent?", GIVEN)
     assert row.fallback and row.text.startswith("From our catalogue: \u201cNW-TNT-0043 — Ridgeline 3 Backpacking Tent;")

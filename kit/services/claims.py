@@ -51,9 +51,26 @@ YES_NO_QUESTION = re.compile(
     r"^\s*(?:can|could|do|does|did|is|are|was|were|will|would|may|might|should|shall|has|have|had)\b", re.IGNORECASE
 )
 NEGATION = re.compile(
-    r"\b(?:not|no|never|cannot|can't|won't|don't|doesn't|isn't|aren't|only|except|excluding|unless)\b|n't\b",
+    r"\b(?:not|no|never|cannot|can't|won't|don't|doesn't|isn't|aren't|except|excluding)\b|n't\b",
     re.IGNORECASE,
 )
+ONLY = re.compile(r"\bonly\b", re.IGNORECASE)
+# a "no" that means free or needless, not forbidden: "at no extra cost", "no appointment needed", "no-show"
+NOT_A_NO = re.compile(
+    r"\bno[ -](?:(?:extra|additional) )?(?:cost|charge|fee|surcharge|show)s?\b|\bno \w+ (?:needed|required)\b", re.I
+)
+# a heading or a list's lead-in line ("The warranty does not cover:") that says no for each item under it
+SAYS_NO = re.compile(
+    rf"{NEGATION.pattern}|\b(?:closed|closures?|exclu\w*|non-returnable|non-refundable|final sale|prohibited)\b", re.I
+)
+MIXED = re.compile(r"\b(?:can|is|are|do|does|will)\b.*\band\b", re.IGNORECASE)  # "What It Can and Cannot Do"
+# a question asking about the no itself ("is pet damage excluded?", "are you closed on Monday?"): "yes" may agree
+ASKS_NO = re.compile(
+    r"\b(?:exclu\w*|closed|non-\w+|prohibited|banned|not (?:covered|allowed|accepted|included|permitted))\b", re.I
+)
+CONDITION = re.compile(r"\b(?:if|as long as|provided|when|unless)\b", re.IGNORECASE)
+CLAUSE = re.compile(r"[,;:()\u2014]|\.(?:\s|$)")
+LIST_ITEM = re.compile(r"^(?:[-*\u2022]|\d{1,2}[.)])\s+")
 STOP = set(
     "a an and are as at be but by can could do does for from has have how i if in is it its me my of on or our "
     "please the their there this to us was we what when where which who why will with would you your".split()
@@ -153,7 +170,7 @@ class ClaimCheck:
             and polarity(sentence) == "yes"
             and YES_NO_QUESTION.match(self.question)
         ):
-            against = _contradiction(self.question, self.given)
+            against = contradiction(self.question, self.given)
             if against:
                 self._decide(f"not sent: opens with yes, but [{against[0]}] says \u201c{against[1]}\u201d")
                 self.done = True
@@ -266,32 +283,109 @@ def attribute(sentence: str, given: Sequence[Given], asked: str = "") -> int | N
     return best[0] if best else None
 
 
-def _contradiction(question: str, given: Sequence[Given]) -> tuple[int, str] | None:
-    """The passage sentence closest to the question, when it plainly says no (a negation or 'only')."""
-    best = _closest(question, given)
-    if best is None:
+@dataclass(frozen=True)
+class Passage:
+    """A passage of a given document: a sentence, a list item or a table row."""
+
+    n: int  # the document's number
+    text: str
+    shared: int  # content words shared with the question (the document's heading and the item's lead-in count)
+    under: str = ""  # the lead-in line or heading that says no for this list item ("What Is Not Covered")
+
+    @property
+    def quote(self) -> str:
+        """The passage as quoted: a list item saying no by its heading or lead-in, with it."""
+        return f"{self.under.rstrip(':')}: {LIST_ITEM.sub('', self.text)}" if self.under else self.text
+
+
+def contradiction(question: str, given: Sequence[Given]) -> tuple[int, str] | None:
+    """The passage closest to a yes/no question, when it plainly says no to the question's case: a negation in its
+    own words (one in a condition or a trailing ", never in checked baggage" only when the question names that case),
+    an "only" whose case the question falls outside of ("within the United States only" for Canada), or, for a list
+    item saying nothing itself, its lead-in line or heading ("Not covered:", "Exclusions")."""
+    if ASKS_NO.search(question):
         return None
-    n, sentence, overlap = best
-    return (n, sentence) if overlap >= 2 and NEGATION.search(sentence) else None
+    best = _closest(question, given)
+    if best is None or best.shared < 2:
+        return None
+    asked, text = _content(question), NOT_A_NO.sub(" ", best.text)
+    if _says_no(asked, text) or _outside(asked, text):
+        return best.n, best.text
+    if NEGATION.search(text) or ONLY.search(text) or not best.under:  # a list item with words of its own decides
+        return None
+    return best.n, best.quote
 
 
-def _closest(question: str, given: Sequence[Given]) -> tuple[int, str, int] | None:
-    """(document number, passage, shared content words) of the given passage sharing most words with the question: a
-    table row whole ("field: value" lines joined), a text's single sentence (its heading's words count for it)."""
+def _says_no(asked: set[str], text: str) -> bool:
+    """A negation of the sentence's own clause; one in a condition ("as long as you have not started") or right
+    after a comma (", never in checked baggage") says no only to what follows it, so only when the question names
+    that (a bare "No" always counts)."""
+    for m in NEGATION.finditer(text):
+        bounds = [c.end() for c in CLAUSE.finditer(text, 0, m.start())]
+        before = text[bounds[-1] if bounds else 0 : m.start()]
+        aside = (bounds and not before.strip()) or m.group().casefold() in ("except", "excluding")
+        if not aside and not CONDITION.search(before):
+            return True
+        after = _content(text[m.end() : next((c.start() for c in CLAUSE.finditer(text, m.end())), len(text))])
+        if not after or asked & after:
+            return True
+    return False
+
+
+def _outside(asked: set[str], text: str) -> bool:
+    """An "only" that restricts the sentence to a case the question does not name, while the question names one the
+    sentence does not: the case is the words after "only" in its clause (before it, when it ends the clause), its
+    capitalised names if it has any ("only available with the Premier plan", "within the United States only")."""
+    for m in ONLY.finditer(text):
+        begin = max((c.end() for c in CLAUSE.finditer(text, 0, m.start())), default=0)
+        stop = next((c.start() for c in CLAUSE.finditer(text, m.end())), len(text))
+        case = [w for w in WORD.findall(text[m.end() : stop]) if _content(w)][:3]
+        case = case or [w for w in WORD.findall(text[begin : m.start()]) if _content(w)][-3:]
+        names = [w for w in case if w[0].isupper()] or case
+        if names and not asked & _content(" ".join(names)) and asked - _content(text):
+            return True
+    return False
+
+
+def _closest(question: str, given: Sequence[Given]) -> Passage | None:
+    """The given passage sharing most content words with the question (the earlier one on a tie): a table row whole
+    ("field: value" lines joined), a text's single sentence (its heading's words count for it, and a list item's
+    lead-in's too)."""
     want = _content(question)
-    best: tuple[int, str, int] | None = None
+    best: Passage | None = None
     for g in given:
         lines = [ln.strip() for ln in g.text.splitlines() if ln.strip()]
         if _is_row(lines):
-            passages, heading = ["; ".join(lines)], set()
+            found = [("; ".join(lines), set(), "")]
         else:
-            passages = [s.strip() for ln in lines[1:] or lines for s in sentences(ln)]
             heading = _content(lines[0]) if len(lines) > 1 else set()
-        for passage in passages:
-            overlap = len(want & (_content(passage) | heading))
-            if best is None or overlap > best[2]:
-                best = (g.n, passage, overlap)
+            found = [(text, lead | heading, under) for text, lead, under in _passages(lines[1:] or lines, lines[0])]
+        for text, context, under in found:
+            shared = len(want & (_content(text) | context))
+            if best is None or shared > best.shared:
+                best = Passage(g.n, text, shared, under)
     return best
+
+
+def _passages(lines: list[str], heading: str) -> Iterator[tuple[str, set[str], str]]:
+    """(sentence, its lead-in's words, what says no for it) for each sentence of a text; a list item stands under the
+    lead-in line before it (one ending with ":") and under the heading, and either may say no for it."""
+    section = heading.split(" > ")[-1]
+    heading_no = section if _heads_no(section) else ""
+    lead = ""
+    for line in lines:
+        item = LIST_ITEM.match(line) is not None
+        if not item:
+            lead = line if line.endswith(":") else ""
+        under = (lead if _heads_no(lead) else heading_no) if item else ""
+        for sentence in sentences(line):
+            yield sentence.strip(), _content(lead) if item else set(), under
+
+
+def _heads_no(line: str) -> bool:
+    """A heading or lead-in that says no ("Items We Cannot Accept", "Exclusions:"), not one saying both ("What It Can
+    and Cannot Do") or one only naming a no-show."""
+    return SAYS_NO.search(NOT_A_NO.sub(" ", line)) is not None and not MIXED.search(line)
 
 
 def _is_row(lines: list[str]) -> bool:
@@ -309,15 +403,17 @@ def _stem(word: str) -> str:
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             word = word[: -len(suffix)]
             break
-    return word[:-1] if len(word) > 3 and word[-1] == word[-2] else word
+    if len(word) > 3 and word[-1] == word[-2]:
+        return word[:-1]
+    return word[:-1] if len(word) > 4 and word.endswith("e") else word  # "place" as "placed", "service" as "services"
 
 
 def _fallback(question: str, given: Sequence[Given], decisions: list[str]) -> Checked:
     best = _closest(question, given)
-    if best is None or best[2] < min(MIN_SHARED, len(_content(question))):
+    if best is None or best.shared < min(MIN_SHARED, len(_content(question))):
         decisions.append("nothing left to send, and no passage is close enough to the question to quote")
         return Checked("I'm sorry, I can't find that in our documents.", decisions, fallback=True)
-    n, passage, _ = best
+    n, passage = best.n, best.quote
     doc = next(g for g in given if g.n == n)
     name = doc.title.split(" > ")[0] if doc.source.endswith((".md", ".txt", ".html", ".htm")) else ""
     where = f"our {name or Path(doc.source).stem.replace('-', ' ').replace('_', ' ')}"
