@@ -149,9 +149,32 @@ def _parse(spec_file: Path) -> tuple[Located | None, list[Problem]]:
         return None, [Problem(shown, line, what, "check indentation and quoting on that line")]
     except RecursionError:
         return None, [Problem(shown, 0, "is nested too deeply to read", "flatten the nested lists and mappings")]
+    except ValueError as exc:  # a scalar YAML reads as a date that is none, e.g. a holiday 2026-13-01
+        line, value = _bad_date(text)
+        what = f"holds {value!r}, a date that does not exist ({exc})"
+        return None, [Problem(shown, line, what, "write a real date as YYYY-MM-DD")]
     if not isinstance(doc.data, dict):
         return None, [Problem(shown, 1, "must be a mapping of keys to values", "start from data_templates/")]
     return doc, []
+
+
+def _bad_date(text: str) -> tuple[int, str]:
+    """(line, value) of the first scalar YAML reads as a date (a timestamp) that is not a real one; (0, '')."""
+    bad: list[yaml.ScalarNode] = []
+    stack = [yaml.compose(text, Loader=yaml.SafeLoader)]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:timestamp":
+            try:
+                yaml.SafeLoader("").construct_yaml_timestamp(node)
+            except ValueError:
+                bad.append(node)
+        elif isinstance(node, yaml.SequenceNode):
+            stack += node.value
+        elif isinstance(node, yaml.MappingNode):
+            stack += [part for pair in node.value for part in pair]
+    first = min(bad, key=lambda n: n.start_mark.line, default=None)
+    return (first.start_mark.line + 1, str(first.value)) if first else (0, "")
 
 
 def _validate(doc: Located, spec_file: Path) -> tuple[DomainSpec | None, list[Problem]]:

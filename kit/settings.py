@@ -140,7 +140,7 @@ def _time_zone(value: str) -> str:
 
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "Pacific" names a folder of zones: an OSError
         raise ValueError(f"unknown time zone '{value}'; use an IANA name such as 'America/Los_Angeles'") from None
     return value
 

@@ -7,6 +7,7 @@ import json
 import shutil
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -133,3 +134,23 @@ def test_each_template_hands_off_after_hours_with_the_lead_form_and_keeps_its_ru
     for item in rule_items:  # the emergencies and other rules of the development set, at 11 p.m. on a Sunday
         verdict = guards.screen(item["question"])
         assert (verdict.kind, verdict.message, verdict.lead_form) == ("rule", responses[item["rule"]], False)
+
+
+def test_kit_validate_names_bad_hours_and_origins_by_line(run_kit: Any, tmp_path: Path) -> None:
+    root = tmp_path / "example"
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("build"))
+    spec_file = root / "domain.yaml"
+    text = spec_file.read_text(encoding="utf-8")
+    hours = "    opening_hours:\n      timezone: Pacific\n      monday: ['9-17']\n"
+    text = text.replace("    hours: Mon–Fri 9:00–17:00\n", "    hours: Mon–Fri 9:00–17:00\n" + hours)
+    spec_file.write_text(text + "serve:\n  allowed_origins: ['https://shop.example.com/']\n", encoding="utf-8")
+    result = run_kit("validate", str(root))
+    assert result.code == 1 and "Traceback" not in result.err
+    assert "unknown time zone 'Pacific'" in result.err and "'9-17' is not an opening range" in result.err
+    assert "'https://shop.example.com/' is not an origin" in result.err
+    spec_file.write_text(text.replace("timezone: Pacific", "timezone: UTC").replace("'9-17'", "'09:00-17:00'")
+                         .replace("    opening_hours:\n", "    opening_hours:\n      holidays: [2026-13-01]\n"),
+                         encoding="utf-8")  # fmt: skip
+    result = run_kit("validate", str(root))
+    assert result.code == 1 and "Traceback" not in result.err
+    assert "domain.yaml:21: holds '2026-13-01', a date that does not exist" in result.err
