@@ -13,7 +13,7 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 from kit.components.model_registry import MODELS, is_embedded, lookup
 
@@ -434,17 +434,16 @@ class ModelSettings(Strict):
             return data  # the field's own check reports it
         return data if "chat_template" in data else {**data, "chat_template": model.chat_template}
 
-    @field_validator("chat_template")
-    @classmethod
-    def _instruct_template(cls, value: str, info: ValidationInfo) -> str:
-        gguf = info.data.get("gguf")
-        model = lookup(gguf) if isinstance(gguf, str) and is_embedded(gguf) else None
-        if model and model.instruct and value != model.chat_template:
+    @model_validator(mode="after")
+    def _instruct_template(self) -> ModelSettings:
+        """An embedded instruct model takes its own turns only; a model.server's model is not model.gguf."""
+        model = lookup(self.gguf) if is_embedded(self.gguf) else None
+        if self.server is None and model and model.instruct and self.chat_template != model.chat_template:
             raise ValueError(
-                f"'{value}' does not fit {gguf}, an instruct model tuned on '{model.chat_template}' turns; "
-                f"remove chat_template or set it to {model.chat_template}"
+                f"chat_template '{self.chat_template}' does not fit {self.gguf}, an instruct model tuned on "
+                f"'{model.chat_template}' turns; remove chat_template or set it to {model.chat_template}"
             )
-        return value
+        return self
 
 
 class Training(Strict):
