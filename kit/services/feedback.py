@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,19 @@ MIGRATIONS = [
 ]
 
 
+@contextmanager
+def connect(path: Path) -> Iterator[sqlite3.Connection]:
+    """A connection to a store of kit's (one per call, so threads never share one), in a transaction, closed after;
+    secure delete on: a deleted row's bytes are overwritten, not left in free pages."""
+    db = sqlite3.connect(path, timeout=10)
+    try:
+        db.execute("PRAGMA secure_delete = ON")
+        with db:
+            yield db
+    finally:
+        db.close()
+
+
 def new_conversation() -> str:
     """A fresh conversation id."""
     return uuid.uuid4().hex
@@ -82,15 +95,8 @@ class FeedbackStore:
     def for_domain(cls, build_dir: Path, privacy: Privacy | None = None) -> FeedbackStore:
         return cls(build_dir / FILE, privacy)
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=10)
-        try:
-            db.execute("PRAGMA secure_delete = ON")  # a deleted row's bytes are overwritten, not left in free pages
-            with db:
-                yield db
-        finally:
-            db.close()
+    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
+        return connect(self.path)
 
     def _migrate(self) -> None:
         """Create the table, or bring one an older kit wrote up to date; one writer at a time does it."""

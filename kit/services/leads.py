@@ -12,14 +12,13 @@ import io
 import re
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kit.errors import KitError
-from kit.services.feedback import DAY_S
+from kit.services.feedback import DAY_S, connect
 
 FILE = "leads.sqlite3"
 SCHEMA = """
@@ -108,15 +107,8 @@ class LeadStore:
         with self._db() as db:
             return db.execute("DELETE FROM leads WHERE created < ?", (cutoff,)).rowcount
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=10)
-        try:
-            db.execute("PRAGMA secure_delete = ON")  # a deleted lead's bytes are overwritten, not left in free pages
-            with db:
-                yield db
-        finally:
-            db.close()
+    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
+        return connect(self.path)
 
     def add(self, name: str, contact: str, question: str, conversation: str = "") -> int:
         """Check and store a lead; its id. BadLead (nothing stored) when a field is wrong."""
