@@ -185,3 +185,16 @@ def test_a_refusal_for_length_is_the_context_error() -> None:
         "in domain.yaml to the server's context (now 4096)"
     )
     assert str(engine._refused(401, '{"error": "bad key"}')).endswith("answered 401: bad key")
+
+
+def test_the_template_is_checked_against_model_gguf_only_when_kit_runs_it() -> None:
+    from pydantic import ValidationError
+
+    from kit.settings import ModelSettings
+
+    with pytest.raises(ValidationError, match="chat_template 'gemma' does not fit embedded, an instruct model"):
+        ModelSettings.model_validate({"chat_template": "gemma"})  # the default embedded model is a chatml one
+    served = ModelSettings.model_validate(
+        {"chat_template": "gemma", "server": {"base_url": "http://h/v1", "model": "m"}}
+    )
+    assert served.chat_template == "gemma"
