@@ -16,14 +16,18 @@ import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kit.components.chat_template import ChatMessage, ChatTemplate, get_template
 from kit.components.model_registry import is_embedded, lookup
 from kit.components.models import check_gguf, named_gguf
 from kit.errors import KitError, ModelError
 from kit.settings import ModelSettings, Sampling
+
+if TYPE_CHECKING:
+    from kit.components.model_pool import SharedModel
 
 logger = logging.getLogger(__name__)
 SERVER_TIMEOUT_S = 120.0
@@ -85,17 +89,22 @@ def overflow(used: int, n_ctx: int) -> ContextOverflow:
 
 
 class LlamaEngine:
-    """A GGUF model run in-process by llama-cpp-python. Calls are serialised: one context, one caller."""
+    """A GGUF model run in-process by llama-cpp-python. Calls are serialised: one context, one caller. With ``shared``
+    the model is one loaded for several domains (kit/components/model_pool.py): its lock sets this domain's adapters."""
 
-    def __init__(self, settings: ModelSettings, root: Path) -> None:
+    def __init__(self, settings: ModelSettings, root: Path, shared: SharedModel | None = None) -> None:
         self.settings = settings
         self.template: ChatTemplate = get_template(settings.chat_template)
         self.path = model_path(settings.gguf, root)
         self.name = model_label(settings)
         self.n_ctx = settings.n_ctx
-        self.lock = threading.Lock()
         self.last_prompt = ""
-        self.llm = _load_llama(settings, self.path, [model_path(a.path, root) for a in settings.adapters])
+        adapters = [model_path(a.path, root) for a in settings.adapters]
+        self.lock: AbstractContextManager[Any]
+        if shared is None:
+            self.lock, self.llm = threading.Lock(), load_llama(settings, self.path, adapters)
+        else:
+            self.lock, self.llm = shared.engage(adapters, [a.scale for a in settings.adapters]), shared.llm
         self.processors = _suppressor(self) if settings.suppress_untrained else None
         self.figure_tokens = _figure_tokens(self) if settings.fact_lock else None
 
@@ -205,7 +214,7 @@ def _quiet_llama_log() -> Any:
     return drop  # kept alive by the cache: llama.cpp holds a pointer to it
 
 
-def _load_llama(settings: ModelSettings, path: Path, adapters: list[Path]) -> Any:
+def load_llama(settings: ModelSettings, path: Path, adapters: list[Path]) -> Any:
     """Build the ``llama_cpp.Llama``; a missing or corrupt file is a ModelError, found before llama.cpp."""
     check_gguf(path)
     for adapter in adapters:
@@ -227,21 +236,26 @@ def _load_llama(settings: ModelSettings, path: Path, adapters: list[Path]) -> An
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"llama.cpp could not load {path}: {exc}", "check the file is a complete GGUF model") from None
     if adapters:
-        _attach_adapters(llm, adapters, [a.scale for a in settings.adapters])
+        set_adapters(llm, [adapter_handle(llm, p) for p in adapters], [a.scale for a in settings.adapters], adapters)
     return llm
 
 
-def _attach_adapters(llm: Any, paths: list[Path], scales: list[float]) -> None:
-    """Load each LoRA GGUF and set them all on the context (llama-cpp-python's own option takes one)."""
+def adapter_handle(llm: Any, path: Path) -> Any:
+    """A LoRA GGUF loaded against ``llm``'s model (freed with it), not yet set on any context."""
     import llama_cpp
 
-    handles = []
-    for p in paths:
-        handle = llama_cpp.llama_adapter_lora_init(llm.model, str(p).encode("utf-8"))
-        if not handle:
-            raise ModelError(f"LoRA adapter {p} could not be loaded", "export it again with `kit export`")
-        handles.append(handle)
-        llm._stack.callback(llama_cpp.llama_adapter_lora_free, handle)
+    check_gguf(path, "model.adapters")
+    handle = llama_cpp.llama_adapter_lora_init(llm.model, str(path).encode("utf-8"))
+    if not handle:
+        raise ModelError(f"LoRA adapter {path} could not be loaded", "export it again with `kit export`")
+    llm._stack.callback(llama_cpp.llama_adapter_lora_free, handle)
+    return handle
+
+
+def set_adapters(llm: Any, handles: Sequence[Any], scales: Sequence[float], paths: Sequence[Path]) -> None:
+    """Set exactly these adapters on ``llm``'s context, none to clear them (llama-cpp-python's own option takes one)."""
+    import llama_cpp
+
     arr = (llama_cpp.llama_adapter_lora_p_ctypes * len(handles))(*handles)
     weights = (ctypes.c_float * len(scales))(*scales)
     if llama_cpp.llama_set_adapters_lora(llm.ctx, arr, len(handles), weights):

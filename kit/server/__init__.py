@@ -5,7 +5,8 @@
 - ``guards``: body size and rate per client before any route;
 - ``openai_format``: OpenAI's chat completion request, completion, server-sent events and errors;
 - ``routes``: the ``/v1`` routes;
-- ``app``: the composition root, API and Gradio UI on one app over one turn service (``build_server``).
+- ``app``: the composition root, API and Gradio UI on one app over one turn service (``build_server``);
+- ``multi``: several domains on one app (``build_multi_server``): /v1 routed by ``model``, each UI at /<name>/.
 
 Facing the public, every request passes two guards before any route: a body-size limit (413) and a token bucket
 per client (429 with Retry-After). The model answers one turn at a time, so turns in progress or waiting, from the
