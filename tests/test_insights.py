@@ -14,7 +14,7 @@ import pytest
 from runtime_fixtures import ROOT, PlantedEngine
 
 from kit.domain import CORRECTIONS, Domain, load_domain
-from kit.errors import DataError
+from kit.errors import DataError, KitError
 from kit.services.corrections import correction_id
 from kit.services.feedback import FeedbackStore, new_conversation
 from kit.services.insights import InsightsService, Search
@@ -163,6 +163,12 @@ def test_a_bad_correction_says_why_and_changes_nothing(domain: Domain, store: Fe
         assert str(raised.value).count(" — ") == 1  # what, then what to do next
         assert path.read_bytes() == before
     assert sorted(p.name for p in path.parent.iterdir()) == ["corrections.jsonl", "train.jsonl"]  # no temp file left
+    path.unlink()
+    path.mkdir()  # a corrections file that cannot be written
+    with pytest.raises(KitError, match=r"cannot write .*corrections\.jsonl") as raised:
+        insights.correct(turn, "No, we don't.")
+    assert raised.value.hint and list(path.iterdir()) == []
+    assert sorted(p.name for p in path.parent.iterdir()) == ["corrections.jsonl", "train.jsonl"]
 
 
 def test_content_gaps_group_paraphrases_and_keep_other_questions_apart(domain: Domain, store: FeedbackStore) -> None:

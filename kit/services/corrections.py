@@ -12,9 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from pydantic import ValidationError
 
 from kit.domain import CORRECTIONS, Domain
 from kit.errors import DataError
+from kit.files import replace_text
 from kit.records import Conversation
 from kit.validation.pydantic_errors import problems_of
 
@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 INTENT = "correction"
 CORRECTION_ID = re.compile(r"correction-(\d+)-[0-9a-f]{10}")
+_SAVING = threading.Lock()
 MAX = 4_000  # characters of a question or an answer: a chat answer, not a document
 
 
@@ -72,19 +73,12 @@ def corrections_file(domain: Domain) -> Path:
 
 def save(domain: Domain, record: Conversation) -> Path:
     """Write ``record`` to the domain's corrections file, replacing an earlier correction of the same turn. The file is
-    replaced in one step: a failure leaves the previous file as it was. Lines this code cannot read are kept."""
+    replaced whole (``kit.files``): a failure leaves it as it was and says which file could not be written. Lines this
+    code cannot read are kept."""
     path = corrections_file(domain)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    kept = [line for line in _lines(path) if _record_id(line) != record.id]
-    text = "".join(f"{line}\n" for line in [*kept, record.model_dump_json(exclude_none=True)])
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".corrections-", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with _SAVING:  # two saves at once would each drop the other's line
+        kept = [line for line in _lines(path) if _record_id(line) != record.id]
+        replace_text(path, "".join(f"{line}\n" for line in [*kept, record.model_dump_json(exclude_none=True)]))
     logger.info("saved %s to %s", record.id, path)
     return path
 
