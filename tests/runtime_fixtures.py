@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -107,6 +108,31 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_serving(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    """Wait until GET ``url`` answers 200 from the server ``proc`` runs (a real engine, a chroma server); fail with
+    the end of its log when it exits or does not answer in time."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"{proc.args} exited: {log.read_text()[-2000:]}"
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise AssertionError(f"{proc.args} did not answer in {timeout:.0f} s: {log.read_text()[-2000:]}")
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Ask a server process to stop; kill it when it has not in 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 @dataclass

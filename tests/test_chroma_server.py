@@ -11,14 +11,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from conftest import EXAMPLE
-from runtime_fixtures import free_port, tune_domain
+from runtime_fixtures import free_port, stop_process, tune_domain, wait_serving
 
 
 class ChromaServer:
@@ -33,15 +31,7 @@ class ChromaServer:
         args = [str(chroma), "run", "--path", str(self.data), "--host", "127.0.0.1", "--port", str(self.port)]
         with self.log.open("a") as out:
             self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"chroma run exited: {self.log.read_text()[-2000:]}"
-            try:
-                httpx.get(f"http://127.0.0.1:{self.port}/api/v2/heartbeat", timeout=2).raise_for_status()
-                return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise AssertionError(f"chroma run did not answer in 60 s: {self.log.read_text()[-2000:]}")
+        wait_serving(f"http://127.0.0.1:{self.port}/api/v2/heartbeat", self.proc, self.log)
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -50,11 +40,7 @@ class ChromaServer:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+            stop_process(self.proc)
 
 
 @pytest.fixture(scope="module")

@@ -13,15 +13,13 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from conftest import EXAMPLE
-from runtime_fixtures import SHORT, TEST_MODEL, free_port, indexed_copy, tune_domain
+from runtime_fixtures import SHORT, TEST_MODEL, free_port, indexed_copy, stop_process, tune_domain, wait_serving
 
 SERVER_CTX = 2048
 ALIAS = "gemma-3-270m"
@@ -41,26 +39,10 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", *args], stdout=out, stderr=out)
     url = f"http://127.0.0.1:{port}/v1"
     try:
-        _wait_for(url, proc, log)
+        wait_serving(f"{url}/models", proc, log)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def _wait_for(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"llama_cpp.server exited: {log.read_text()[-2000:]}"
-        try:
-            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise AssertionError(f"llama_cpp.server did not answer in 60 s: {log.read_text()[-2000:]}")
+        stop_process(proc)
 
 
 @pytest.fixture(scope="module")
