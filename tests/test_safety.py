@@ -215,6 +215,8 @@ def test_thresholds_calibrated_on_another_embedder_stop_the_assistant_from_start
     assert result.code == 1 and "Traceback" not in result.err
     assert "calibrated on embedded:all-minilm-l6-v2, but the guardrails embed with embedded:e5-small" in result.err
     assert "--safety --calibrate" in result.err and "thresholds_calibrated_on: embedded:e5-small" in result.err
+    warned = run_kit("validate", str(example_copy), "--no-embeddings")
+    assert warned.code == 0 and "warning:" in warned.err and "calibrated on embedded:all-minilm-l6-v2" in warned.err
     spec["retrieval"]["thresholds_calibrated_on"] = "embedded:e5-small"  # recalibrated: no longer a mismatch
     spec_file.write_text(yaml.safe_dump(spec), encoding="utf-8")
     assert guardrails.calibration_mismatch(load_domain(example_copy).spec) is None

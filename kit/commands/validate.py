@@ -47,6 +47,7 @@ def command(domain_dir: str, no_embeddings: bool) -> None:
 
 def _warnings(domain: Domain, shown: Path, embeddings: bool) -> list[str]:
     from kit.services.evaluation import contamination
+    from kit.services.guardrails import calibration_mismatch, recalibration_hint
 
     embed = None
     if embeddings:
@@ -59,4 +60,7 @@ def _warnings(domain: Domain, shown: Path, embeddings: bool) -> list[str]:
         for o in contamination.check(domain, embed)
     ]
     lines += [str(Problem(str(shown / w.file), w.line, w.what, w.hint)) for w in contamination.echoes(domain)]
+    mismatch = calibration_mismatch(domain.spec)
+    if mismatch is not None:
+        lines.append(f"{shown / 'domain.yaml'}: {mismatch} — {recalibration_hint(domain.spec, str(shown))}")
     return lines + server_ignores(domain.spec.model)
