@@ -276,6 +276,7 @@ def test_an_owner_finds_a_thumbs_down_answer_and_corrects_it_in_a_real_browser(
     from kit.server.admin_login import AdminAccess
     from kit.server.app import build_server
     from kit.services.chat import ChatService
+    from kit.services.training.data import read_conversations
 
     domain = load_domain(shutil.copytree(example_dir, tmp_path / "example"))  # indexed once per session
     store = FeedbackStore.for_domain(domain.build_dir, domain.spec.privacy)
@@ -358,3 +359,5 @@ def test_an_owner_finds_a_thumbs_down_answer_and_corrects_it_in_a_real_browser(
     assert [m["content"] for m in saved[0]["messages"]] == [
         "Do you gift wrap orders?", "Not yet: we don't offer gift wrapping."
     ]  # fmt: skip
+    trained = dict(read_conversations(domain))  # what the next `kit finetune` grounds and trains on
+    assert trained["data/corrections.jsonl:1"].messages[-1].content == "Not yet: we don't offer gift wrapping."
