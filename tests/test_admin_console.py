@@ -185,6 +185,21 @@ def test_a_bad_upload_is_a_4xx_naming_the_problem_and_changes_nothing(
     assert not list(console.root.glob("docs/**/.*.tmp*")) and not (console.root.parent / "escape.md").exists()
 
 
+def test_new_prices_go_live_even_when_they_make_an_eval_item_stale(console: Console) -> None:
+    """A shop pushing its new catalogue is not held back by its own eval set: the upload is served and says which
+    eval items no longer match (kit validate still reports them until the eval set catches up)."""
+    path = console.root / "docs/catalogue.csv"
+    old = path.read_bytes()
+    try:
+        reply = api(console).post("/v1/documents", files={"file": ("catalogue.csv", old.replace(b"32.00", b"34.00"))})
+        assert reply.status_code == 201, reply.text
+        stale = reply.json()["warnings"]
+        assert any("eval/eval.jsonl:1" in w and "'32.00'" in w for w in stale), stale
+        assert "34.00" in console.service.retriever.retrieve("What does the folding lantern cost?")[0].text
+    finally:
+        assert api(console).post("/v1/documents", files={"file": ("catalogue.csv", old)}).json()["warnings"] == []
+
+
 def test_a_document_named_in_domain_yaml_is_replaced_not_deleted(console: Console) -> None:
     refused = api(console).delete("/v1/documents/docs/policies.md")
     assert refused.status_code == 409 and "domain.yaml" in refused.json()["error"]["message"]

@@ -45,9 +45,10 @@ def document_json(doc: DocumentInfo) -> dict[str, Any]:
             "chunks": doc.chunks, "in_spec": doc.in_spec}  # fmt: skip
 
 
-def report_json(path: str, report: IndexReport) -> dict[str, Any]:
+def report_json(path: str, report: IndexReport, warnings: tuple[str, ...] = ()) -> dict[str, Any]:
     return {"path": path, "index": {"files": report.files, "chunks": report.chunks, "added": report.added,
-                                    "updated": report.updated, "removed": report.removed}}  # fmt: skip
+                                    "updated": report.updated, "removed": report.removed},
+            "warnings": list(warnings)}  # fmt: skip
 
 
 def add_documents_api(app: FastAPI, documents: DocumentService, api_key: str | None) -> None:
@@ -85,7 +86,7 @@ def add_documents_api(app: FastAPI, documents: DocumentService, api_key: str | N
             return rejected(exc)
         except Exception as exc:  # the re-index failed: undone by the service
             return failed(rel, exc)
-        return JSONResponse(report_json(rel, report), status_code=201)
+        return JSONResponse(report_json(rel, report, documents.progress.warnings), status_code=201)
 
     @app.delete("/v1/documents/{path:path}")
     def delete_document(path: str, request: Request) -> Any:
@@ -97,7 +98,7 @@ def add_documents_api(app: FastAPI, documents: DocumentService, api_key: str | N
             return rejected(exc)
         except Exception as exc:  # the re-index failed: undone by the service
             return failed(path, exc)
-        return report_json(path, report)
+        return report_json(path, report, documents.progress.warnings)
 
 
 async def run(function: Any, *args: Any) -> Any:

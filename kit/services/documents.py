@@ -67,7 +67,8 @@ class Progress:
     embedded: int = 0
     to_embed: int = 0
     message: str = ""
-    problems: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()  # why the change was refused
+    warnings: tuple[str, ...] = ()  # what the change made stale in the eval sets (it went through)
     when: float = field(default_factory=time.time)
 
 
@@ -78,6 +79,7 @@ class DocumentService:
         self.chat = chat
         self.lock = threading.Lock()  # one change at a time; others wait their turn
         self.progress = Progress()
+        self._stale: list[Problem] = []  # the eval items the latest change made stale
 
     @property
     def domain(self) -> Domain:
@@ -207,7 +209,11 @@ class DocumentService:
                 raise
             counts = f"{report.added} added, {report.removed} removed, {report.updated} updated"
             done = f"Chunks: {counts}. The assistant answers from the new index."
-            self._report(Progress("done", action, self.progress.embedded, self.progress.to_embed, done))
+            stale = tuple(map(str, self._stale))
+            if stale:
+                done += f" {len(stale)} eval item{'s' if len(stale) != 1 else ''} no longer match the documents: "
+                done += "update the eval set before the next `kit eval`."
+            self._report(Progress("done", action, self.progress.embedded, self.progress.to_embed, done, warnings=stale))
             return report
 
     def _apply(self, rel: str, data: bytes | None, action: str) -> IndexReport:
@@ -221,7 +227,7 @@ class DocumentService:
         known = set(validate_domain(self.domain))
         created = _write(path, data)
         try:
-            self._check(rel, data, known)
+            self._stale = self._check(rel, data, known)
             self._report(Progress("indexing", action))
             report = index_domain(self.domain, progress=False, prune=False, on_progress=self._embedding(action))
             retriever = Retriever.open(self.domain)
@@ -239,8 +245,10 @@ class DocumentService:
             logger.exception("could not delete the stale chunks after %s", action)
         return report
 
-    def _check(self, rel: str, data: bytes | None, known: set[Problem]) -> None:
-        """Refuse the change if the file cannot be loaded or `kit validate` finds a new problem."""
+    def _check(self, rel: str, data: bytes | None, known: set[Problem]) -> list[Problem]:
+        """Refuse the change if the file cannot be loaded or `kit validate` finds a new problem outside the eval
+        sets; the new problems of the eval sets are returned. New prices make an eval item's expected fact stale:
+        that is the eval set's to catch up with, not a reason to keep serving the old prices."""
         from kit.validation.checks import validate_domain
 
         problems: list[Problem] = []
@@ -250,7 +258,11 @@ class DocumentService:
                      self.domain.root)  # fmt: skip
             except Skip as reason:
                 problems.append(Problem(rel, 0, str(reason)))
-        problems += sorted(set(validate_domain(self.domain)) - known)
+        spec = self.domain.spec.eval
+        eval_files = {PurePosixPath(f).as_posix() for f in (spec.set, spec.heldout, spec.safety) if f}
+        new = sorted(set(validate_domain(self.domain)) - known)
+        stale = [p for p in new if PurePosixPath(p.file).as_posix() in eval_files]
+        problems += [p for p in new if p not in stale]
         if problems:
             first = problems[0]
             n = len(problems)
@@ -258,6 +270,9 @@ class DocumentService:
                 "invalid_document", f"{rel}: {n} problem{'s' if n != 1 else ''}: {first}" + (" …" if n > 1 else ""),
                 "fix the file and upload it again; nothing was changed", problems,
             )  # fmt: skip
+        for problem in stale:
+            logger.warning("%s made an eval item stale: %s", rel, problem)
+        return stale
 
     def _embedding(self, action: str):  # noqa: ANN202
         def heard(done: int, total: int) -> None:

@@ -28,7 +28,7 @@ def progress_markdown(progress: Progress) -> str:
         line += f"{done}. Until it is served, questions are answered from the previous index."
     elif progress.message:
         line += f"\n\n{progress.message}"
-    return line + "".join(f"\n- {p}" for p in progress.problems)
+    return line + "".join(f"\n- {p}" for p in progress.problems) + "".join(f"\n- stale: {w}" for w in progress.warnings)
 
 
 class DocumentsTab:
