@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -98,7 +98,7 @@ def test_search_finds_conversations_by_text_kind_and_day(domain: Domain, store: 
     assert found(insights, show="refused", text="shipping") == set()
     with sqlite3.connect(store.path) as db:  # the shipping question was asked three days ago
         db.execute("UPDATE turns SET created = created - 3 * 86400 WHERE conversation = ?", (ids["shipping"],))
-    today = datetime.now(UTC).date()
+    today = insights.today()
     assert ids["shipping"] not in found(insights, since=today)
     assert found(insights, until=today - timedelta(days=2)) == {ids["shipping"]}
     turns_asked = ["How long do I have to return an item?", "And sale items?"]
@@ -200,12 +200,31 @@ def test_analytics_count_the_recorded_turns(domain: Domain, store: FeedbackStore
     assert stats.outcomes == {"answered": 3, "refused": 1, "hand-off": 1, "rule": 0, "withheld": 1, "error": 1}
     assert stats.rate("answered") == pytest.approx(3 / 7)
     assert (stats.thumbs_up, stats.thumbs_down) == (1, 1)
-    today, yesterday = datetime.now(UTC).date(), datetime.now(UTC).date() - timedelta(days=1)
+    today = InsightsService(domain, store).today()
+    yesterday = today - timedelta(days=1)
     assert stats.per_day == [(yesterday.isoformat(), 1, 1), (today.isoformat(), 5, 6)]
     assert InsightsService(domain, store).analytics(since=today).turns == 6
     record(store, reply("is SHIPPING free", "Free over $50 [1]."))
     top = InsightsService(domain, store).analytics().top_questions
     assert top[0] == ("Is shipping free?", 2)  # the same words, however written
+
+
+def test_days_are_the_business_days_of_its_opening_hours_time_zone(domain: Domain, store: FeedbackStore) -> None:
+    import yaml
+
+    conv, _ = record(store, reply("Is shipping free?", "Free over $50 [1]."))
+    late = datetime(2026, 6, 30, 23, 30, tzinfo=UTC).timestamp()  # 11:30 on July 1st in Auckland (UTC+12 in June)
+    with sqlite3.connect(store.path) as db:
+        db.execute("UPDATE turns SET created = ?", (late,))
+    assert InsightsService(domain, store).analytics().per_day == [("2026-06-30", 1, 1)]  # no hours: UTC days
+    spec_file = domain.root / "domain.yaml"
+    spec = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
+    spec["handoff"]["contact"]["opening_hours"] = {"timezone": "Pacific/Auckland", "monday": ["09:00-17:00"]}
+    spec_file.write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    local = InsightsService(load_domain(domain.root), store)
+    assert local.analytics().per_day == [("2026-07-01", 1, 1)]
+    assert found(local, since=date(2026, 7, 1), until=date(2026, 7, 1)) == {conv}
+    assert found(local, until=date(2026, 6, 30)) == set()
 
 
 def test_turns_served_by_the_turn_service_record_their_evidence(example_dir: Path, tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """Usage figures from the stored turns: conversations per day, how turns ended, thumbs, the most asked questions.
 
-Days are UTC calendar days. A turn counts as withheld when the output guard cut its answer off, whatever its kind;
-answered means a model answer that was not withheld. Errors are turns that failed.
+Days are calendar days in the business's time zone (``InsightsService.zone``). A turn counts as withheld when the
+output guard cut its answer off, whatever its kind; answered means a model answer that was not withheld. Errors are
+turns that failed.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 OUTCOMES = ("answered", "refused", "hand-off", "rule", "withheld", "error")
@@ -24,9 +25,9 @@ def outcome(turn: dict[str, Any]) -> str:
     return {"answer": "answered", "refuse": "refused", "handoff": "hand-off"}.get(turn["kind"], turn["kind"])
 
 
-def day(created: float) -> str:
-    """The UTC date of a stored timestamp, as YYYY-MM-DD."""
-    return datetime.fromtimestamp(created, UTC).date().isoformat()
+def day(created: float, zone: tzinfo) -> str:
+    """The date of a stored timestamp in ``zone``, as YYYY-MM-DD."""
+    return datetime.fromtimestamp(created, zone).date().isoformat()
 
 
 @dataclass(frozen=True)
@@ -46,14 +47,14 @@ class Analytics:
         return self.outcomes[name] / self.turns if self.turns else 0.0
 
 
-def analytics(turns: Sequence[dict[str, Any]], top: int = 10) -> Analytics:
-    """The figures of ``turns`` (oldest first, as the store gives them)."""
+def analytics(turns: Sequence[dict[str, Any]], zone: tzinfo, top: int = 10) -> Analytics:
+    """The figures of ``turns`` (oldest first, as the store gives them), by days in ``zone``."""
     started: dict[str, str] = {}
     turns_per_day: Counter[str] = Counter()
     asked: Counter[str] = Counter()
     first_wording: dict[str, str] = {}
     for t in turns:
-        when = day(t["created"])
+        when = day(t["created"], zone)
         started.setdefault(t["conversation"], when)
         turns_per_day[when] += 1
         key = " ".join(WORDS.findall(t["question"].casefold()))

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Any, Literal, get_args
+from zoneinfo import ZoneInfo
 
 from kit.domain import Domain
 from kit.errors import DataError
@@ -49,7 +50,7 @@ GAP_TURNS = 5_000  # the latest gap questions grouped; older ones rarely matter 
 
 @dataclass(frozen=True)
 class Search:
-    """What the owner looks for: words in a question or answer, a kind of turn, a range of UTC days."""
+    """What the owner looks for: words in a question or answer, a kind of turn, a range of days (the business's)."""
 
     text: str = ""
     show: Show = "all"
@@ -75,6 +76,22 @@ class InsightsService:
         self.domain = domain
         self.store = store
         self._embed = embed
+
+    @property
+    def zone(self) -> tzinfo:
+        """The business's time zone (the hand-off's opening hours'), UTC without one: what a day is here."""
+        hours = self.domain.spec.handoff.contact.opening_hours
+        return ZoneInfo(hours.timezone) if hours is not None else UTC
+
+    @property
+    def zone_name(self) -> str:
+        return str(self.zone)
+
+    def today(self) -> date:
+        return datetime.now(self.zone).date()
+
+    def _start_of(self, day: date) -> float:
+        return datetime.combine(day, time.min, self.zone).timestamp()
 
     @property
     def embed(self) -> Embed:
@@ -121,10 +138,10 @@ class InsightsService:
             args += [pattern, pattern]
         if search.since is not None:
             parts.append("created >= ?")
-            args.append(_start_of(search.since))
+            args.append(self._start_of(search.since))
         if search.until is not None:
             parts.append("created < ?")
-            args.append(_start_of(search.until + timedelta(days=1)))
+            args.append(self._start_of(search.until + timedelta(days=1)))
         return " AND ".join(parts), args
 
     def _corrected_turns(self) -> list[int]:
@@ -161,7 +178,7 @@ class InsightsService:
 
     def gaps(self, weak_below: float = WEAK_BELOW, similar: float = SIMILAR, since: date | None = None) -> list[Gap]:
         """Questions refused or answered on weak evidence, grouped by meaning; biggest groups first."""
-        start = _start_of(since) if since else 0.0
+        start = self._start_of(since) if since else 0.0
         rows = self.store.rows(
             "SELECT * FROM turns WHERE created >= ? AND (kind = 'refuse' OR (kind = 'answer' AND evidence < ?))"
             " ORDER BY id DESC LIMIT ?",
@@ -170,11 +187,11 @@ class InsightsService:
         return find_gaps([r for r in reversed(rows) if is_gap(r, weak_below)], self.embed, similar)
 
     def analytics(self, since: date | None = None) -> Analytics:
-        """Conversations per day, outcomes, thumbs and top questions of the stored turns (since a UTC day)."""
+        """Conversations per day, outcomes, thumbs and top questions of the stored turns (since a day)."""
         rows = self.store.rows(
-            "SELECT * FROM turns WHERE created >= ? ORDER BY id", (_start_of(since) if since else 0,)
+            "SELECT * FROM turns WHERE created >= ? ORDER BY id", (self._start_of(since) if since else 0,)
         )
-        return analytics(rows)
+        return analytics(rows, self.zone)
 
     def eval_report(self) -> tuple[str, Path | None]:
         """The domain's latest eval report (Markdown, plot), or how to make one."""
@@ -182,10 +199,6 @@ class InsightsService:
 
         text, plot = latest(self.domain.build_dir / "eval")
         return text or f"No eval report yet — run: `kit eval {self.domain.root}`", plot
-
-
-def _start_of(day: date) -> float:
-    return datetime.combine(day, time.min, UTC).timestamp()
 
 
 def _escape_like(text: str) -> str:

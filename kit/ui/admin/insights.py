@@ -7,7 +7,7 @@ from the feedback store each time the page loads and whenever the owner searches
 from __future__ import annotations
 
 import logging
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 import gradio as gr
@@ -20,7 +20,7 @@ from kit.services.insights import SHOW, Found, InsightsService, Search
 
 logger = logging.getLogger(__name__)
 
-FOUND_COLUMNS = ["started (UTC)", "turns", "first question", "marks", "conversation"]
+FOUND_COLUMNS = ["started", "turns", "first question", "marks", "conversation"]
 GAP_COLUMNS = ["customers", "asked", "refused", "weak evidence", "example", "other wordings"]
 PERIODS = {"last 7 days": 7, "last 30 days": 30, "last 90 days": 90, "all": None}
 KIND_NAMES = {"answer": "answered", "refuse": "refused", "handoff": "hand-off", "rule": "rule", "error": "error"}
@@ -55,8 +55,8 @@ def parse_day(text: str, name: str) -> date | None:
         raise DataError(f"'{text.strip()}' is not a day ({name})", "write it as YYYY-MM-DD, e.g. 2026-12-01") from None
 
 
-def when(created: float) -> str:
-    return datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%d %H:%M")
+def when(created: float, zone: tzinfo) -> str:
+    return datetime.fromtimestamp(created, zone).strftime("%Y-%m-%d %H:%M")
 
 
 class InsightsView:
@@ -71,8 +71,9 @@ class InsightsView:
         with gr.Row():
             text = gr.Textbox(label="Search questions and answers", scale=3, elem_id="kit-admin-search")
             show = gr.Dropdown(list(SHOW), value="all", label="Show", scale=1, elem_id="kit-admin-show")
-            since = gr.Textbox(label="From (YYYY-MM-DD, UTC)", scale=1)
-            until = gr.Textbox(label="To (YYYY-MM-DD, UTC)", scale=1)
+            zone = self.insights.zone_name
+            since = gr.Textbox(label=f"From (YYYY-MM-DD, {zone})", scale=1)
+            until = gr.Textbox(label=f"To (YYYY-MM-DD, {zone})", scale=1)
             go = gr.Button("Search", variant="primary", scale=0, elem_id="kit-admin-search-go")
         status = gr.Markdown(elem_id="kit-admin-search-status")
         found = gr.Dataframe(
@@ -98,9 +99,10 @@ class InsightsView:
         turn.input(self.choose, [conversation, turn], [question, answer, saved])  # the owner's pick, not open()'s
         save.click(self.correct, [conversation, turn, question, answer], [transcript, saved])
 
-    @staticmethod
-    def _table(found: list[Found]) -> pd.DataFrame:
-        rows = [[when(f.started), f.turns, f.first_question, f.marks, f.conversation] for f in found]
+    def _table(self, found: list[Found]) -> pd.DataFrame:
+        rows = [
+            [when(f.started, self.insights.zone), f.turns, f.first_question, f.marks, f.conversation] for f in found
+        ]
         return pd.DataFrame(rows, columns=FOUND_COLUMNS)
 
     def search(self, text: str, show: str, since: str, until: str) -> tuple[Any, ...]:
@@ -109,7 +111,7 @@ class InsightsView:
             found = self.insights.search(Search(text, show, parse_day(since, "From"), parse_day(until, "To")))  # type: ignore[arg-type]
         except KitError as exc:
             return gr.skip(), gr.skip(), error_line(exc)
-        choices = [(f"{when(f.started)} · {f.first_question[:60]}", f.conversation) for f in found]
+        choices = [(f"{when(f.started, self.insights.zone)} · {f.first_question[:60]}", f.conversation) for f in found]
         n = len(found)
         summary = f"{n} conversation{'s' if n != 1 else ''} found" + (" (the latest shown)" if n >= 200 else "")
         return self._table(found), gr.update(choices=choices, value=None), summary
@@ -130,7 +132,13 @@ class InsightsView:
         choices = [(f"Turn {i}: {t['question'][:60]}", str(t["id"])) for i, t in enumerate(turns, start=1)]
         last = turns[-1]
         fixed = last["correction"] or last["answer"]
-        return transcript(turns), gr.update(choices=choices, value=str(last["id"])), last["question"], fixed, ""
+        return (
+            transcript(turns, self.insights.zone),
+            gr.update(choices=choices, value=str(last["id"])),
+            last["question"],
+            fixed,
+            "",
+        )
 
     def choose(self, conversation: str | None, turn_id: str | None) -> tuple[Any, ...]:
         """The question and the answer (or its correction) of the turn picked for correcting."""
@@ -149,7 +157,9 @@ class InsightsView:
             return gr.skip(), error_line(exc)
         turns = self.insights.turns(conversation) if conversation else []
         where = self.insights.domain.rel(self.insights.domain.root / "data" / "corrections.jsonl")
-        return transcript(turns), f"Saved as `{record.id}` in `{where}`: the next `kit finetune` trains on it."
+        return transcript(
+            turns, self.insights.zone
+        ), f"Saved as `{record.id}` in `{where}`: the next `kit finetune` trains on it."
 
     # --- Content gaps ----------------------------------------------------------------------------------------------
 
@@ -170,7 +180,7 @@ class InsightsView:
     def gaps(self, weak: float, similar: float, period: str) -> tuple[str, pd.DataFrame]:
         """The gaps as sentences and as a table."""
         try:
-            found = self.insights.gaps(weak, similar, since(period))
+            found = self.insights.gaps(weak, similar, since(period, self.insights.today()))
         except KitError as exc:
             return error_line(exc), pd.DataFrame(columns=GAP_COLUMNS)
         if not found:
@@ -194,7 +204,12 @@ class InsightsView:
         summary = gr.Markdown(first(0), elem_id="kit-admin-analytics-summary")
         with gr.Row():
             per_day = gr.LinePlot(
-                first(1), x="day", y="count", color="what", title="Per day (UTC)", elem_id="kit-admin-per-day"
+                first(1),
+                x="day",
+                y="count",
+                color="what",
+                title=f"Per day ({self.insights.zone_name})",
+                elem_id="kit-admin-per-day",
             )
             outcomes = gr.BarPlot(
                 first(2),
@@ -214,7 +229,7 @@ class InsightsView:
 
     def analytics(self, period: str) -> tuple[str, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """The summary line and the four figures' data for a period."""
-        return figures(self.insights.analytics(since(period)))
+        return figures(self.insights.analytics(since(period, self.insights.today())))
 
     # --- Eval report -----------------------------------------------------------------------------------------------
 
@@ -230,10 +245,10 @@ class InsightsView:
         return text, str(plot) if plot else None
 
 
-def since(period: str) -> date | None:
-    """The first UTC day of a period named in ``PERIODS``."""
+def since(period: str, today: date) -> date | None:
+    """The first day of a period named in ``PERIODS`` that ends ``today``."""
     days = PERIODS.get(period)
-    return None if days is None else datetime.now(UTC).date() - timedelta(days=days - 1)
+    return None if days is None else today - timedelta(days=days - 1)
 
 
 def figures(stats: Analytics) -> tuple[str, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -254,11 +269,11 @@ def figures(stats: Analytics) -> tuple[str, pd.DataFrame, pd.DataFrame, pd.DataF
     return summary, per_day, outcomes, thumbs, top
 
 
-def transcript(turns: list[dict[str, Any]]) -> str:
+def transcript(turns: list[dict[str, Any]], zone: tzinfo) -> str:
     """A conversation as Markdown: each question, the answer as the customer saw it, and what the store knows."""
     parts = []
     for i, t in enumerate(turns, start=1):
-        facts = [KIND_NAMES.get(t["kind"], t["kind"]), when(t["created"])]
+        facts = [KIND_NAMES.get(t["kind"], t["kind"]), when(t["created"], zone)]
         if t["rating"]:
             facts.append("thumbs up" if t["rating"] == 1 else "thumbs down")
         if t["withheld"]:
