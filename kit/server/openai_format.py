@@ -53,7 +53,10 @@ class CompletionRequest(BaseModel):
     """The fields of OpenAI's chat completion request that kit uses; others are accepted and ignored."""
 
     model_config = ConfigDict(extra="ignore")
-    model: str = Field(default="", description="Model id; any value selects this server's domain.")
+    model: str = Field(
+        default="",
+        description="The domain to answer as (its name, as /v1/models lists it); a one-domain server takes any value.",
+    )
     messages: list[Message] = Field(min_length=1, description="The conversation, ending with the user.")
     stream: bool = Field(default=False, description="Stream server-sent events.")
     kit: KitOptions = Field(default_factory=KitOptions, description="kit's own options (the conversation id).")
