@@ -7,6 +7,7 @@ files on disk are out of date.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,8 @@ def _show(value: Any) -> str:
 
 
 def _type_name(annotation: Any) -> str:
-    text = str(annotation).replace("typing.", "")
-    for noise in ("kit.settings.", "kit.records.", "<class '", "'>"):
+    text = re.sub(r"kit\.(?:settings|records)\.(?:\w+\.)*(?=[A-Z])", "", str(annotation).replace("typing.", ""))
+    for noise in ("<class '", "'>"):
         text = text.replace(noise, "")
     if "Annotated[str" in text:
         text = "path" if "file" in text.lower() or "source" in text.lower() else "string"
