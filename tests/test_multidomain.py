@@ -156,3 +156,22 @@ def test_two_domains_with_one_name_or_a_server_path_are_refused_before_any_load(
         check_names(same)
     with pytest.raises(KitError, match="name 'admin' is a path the server keeps"):
         check_names([load_domain(named_copy(tmp_path, "travel", "admin"))])
+
+
+def test_one_gguf_loaded_two_ways_is_two_loads_and_a_warning_but_another_n_ctx_is_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from kit.components.model_pool import _warn_split_loads, load_key
+    from kit.domain import load_domain
+
+    retail = load_domain(tune_domain(named_copy(tmp_path, "retail", "shop"), n_ctx=2048))
+    clinic = load_domain(tune_domain(named_copy(tmp_path, "clinic", "desk"), n_ctx=8192))
+    travel = load_domain(tune_domain(named_copy(tmp_path, "travel", "trips"), n_threads=1))
+    keys = [load_key(d.spec.model, d.root) for d in (retail, clinic, travel)]
+    assert keys[0] == keys[1] != keys[2]
+    with caplog.at_level("WARNING", logger="kit.components.model_pool"):
+        _warn_split_loads([retail, clinic, travel], keys)
+    assert (
+        "gemma-3-270m-Q4_K_M.gguf loads more than once" in caplog.text
+        and "trips (n_gpu_layers 0, n_threads 1)" in caplog.text
+    )
