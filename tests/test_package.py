@@ -33,6 +33,9 @@ def shop(example_dir: Path, tmp_path: Path) -> Path:
     (dest / "build" / "eval" / "latest.html").write_text("<html/>")
     (dest / "build" / "runs" / "cpu-270m").mkdir(parents=True)
     (dest / "build" / "runs" / "cpu-270m" / "checkpoint.bin").write_bytes(b"\0" * 64)
+    (dest / "docs" / ".env").write_text("SECRET=1")  # a hidden file stays home
+    (dest / "docs" / "more").mkdir()
+    (dest / "docs" / "more" / ".gitkeep").touch()  # an empty folder of uploads ships empty
     return dest
 
 
@@ -55,11 +58,11 @@ def test_the_context_holds_kit_the_domain_its_index_models_and_licences(shop: Pa
                 "kit/kit/cli.py", "app/models/all-MiniLM-L6-v2/model.safetensors", "app/domain/domain.yaml",
                 "app/domain/build/manifest.json", "app/models/gemma-3-270m-Q4_K_M.gguf",
                 "app/licences/gemma-3-270m/NOTICE", "app/licences/gemma-3-270m/GEMMA_TERMS.html",
-                "app/licences/all-MiniLM-L6-v2/LICENSE", "wheels/.keep"):  # fmt: skip
+                "app/licences/all-MiniLM-L6-v2/LICENSE", "wheels/.keep", "app/domain/docs/more/.gitkeep"):  # fmt: skip
         assert (ctx / rel).is_file(), rel
     assert (ctx / "app/domain/build/chroma").is_dir()
     shipped = {p.name for p in (ctx / "app").rglob("*")}
-    assert not shipped & {"feedback.sqlite3", "latest.html", "checkpoint.bin", "package"}
+    assert not shipped & {"feedback.sqlite3", "latest.html", "checkpoint.bin", "package", ".env"}
     assert set(staged.licences) == {"gemma-3-270m", "all-MiniLM-L6-v2"} and not staged.unknown_licences
     info = json.loads((ctx / "app/PACKAGE.json").read_text())
     assert info["domain"] == "example-shop" and info["licences"] == staged.licences

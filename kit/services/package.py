@@ -49,6 +49,7 @@ DOCKER_DIR = SOURCE_ROOT / "docker"
 LICENCES_DIR = DOCKER_DIR / "licences"
 KIT_LICENCES_DIR = Path(__file__).resolve().parents[1] / "licences"  # package data: licence texts by SPDX id
 EMBEDDED_EMBEDDER_LICENCE = "all-MiniLM-L6-v2"
+KEEP_EMPTY = ".gitkeep"  # keeps an empty source folder (where console uploads go) in git and in the image
 INDEX_PARTS = ("manifest.json", "chroma")  # what of <domain>/build/ the image needs; not feedback, runs, reports
 LICENCE_RE = re.compile(r"^(licen[cs]e|notice|copying|use[_-]?policy|terms)", re.IGNORECASE)
 # Wheels worth carrying: compiling llama-cpp-python takes minutes.
@@ -129,7 +130,8 @@ def stage_domain(domain: Domain, dest: Path) -> None:
 
     def skip(folder: str, names: list[str]) -> list[str]:
         top = Path(folder).resolve() == domain.root
-        return [n for n in names if n.startswith(".") or n == "__pycache__" or (top and n == "build")]
+        hidden = [n for n in names if n.startswith(".") and n != KEEP_EMPTY]  # .gitkeep: an empty source folder
+        return hidden + [n for n in names if n == "__pycache__" or (top and n == "build")]
 
     shutil.copytree(domain.root, dest, ignore=skip, symlinks=False)
     for part in INDEX_PARTS:
