@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from kit.server.admin_login import ADMIN_PATH, AdminAccess, AdminGate
+from kit.server.admin_login import ADMIN_PATH, LOGOUT_PATH, AdminAccess, AdminGate
 from kit.server.documents_api import add_documents_api
 from kit.server.routes import build_api
 from kit.server.settings import FEEDBACK_DB_ENV, Limits
@@ -53,7 +53,7 @@ def build_server(
     origins = service.domain.spec.serve.allowed_origins
     app.add_middleware(WidgetGate, key=widget_key, origins=origins, limits=limits)
     if admin is not None:  # mounted before the customer UI at /, which would otherwise take /admin too
-        console = build_console(turns, documents, leads)
+        console = build_console(turns, documents, leads, logout_path=LOGOUT_PATH)
         gr.mount_gradio_app(app, console, path=ADMIN_PATH, max_file_size=limits.max_body_bytes)
     ui = build_app(turns, queue_size=limits.queue_size, leads=leads)
     ui.state_session_capacity = limits.ui_sessions  # Gradio keeps 10,000 sessions otherwise: memory grows with visits

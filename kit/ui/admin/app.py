@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import gradio as gr
 
-from kit.server.admin_login import LOGOUT_PATH
 from kit.services.documents import DocumentService
 from kit.services.insights import InsightsService
 from kit.services.leads import LeadStore
@@ -20,14 +19,16 @@ from kit.ui.app import quiet_queue
 QUEUE_MAX = 16  # the console has one owner, not a crowd
 
 
-def build_console(turns: TurnService, documents: DocumentService, leads: LeadStore | None = None) -> gr.Blocks:
+def build_console(
+    turns: TurnService, documents: DocumentService, leads: LeadStore | None = None, logout_path: str = "logout"
+) -> gr.Blocks:
     """The console's Blocks app: the domain's documents, the other tabs over the turn service's store, and the leads
-    customers left outside opening hours."""
+    customers left outside opening hours; ``logout_path`` is where the server that mounts it ends a session."""
     spec = turns.domain.spec
     with gr.Blocks(title=f"{spec.display_name}: owner's console", analytics_enabled=False) as console:
         with gr.Row():
             gr.Markdown(f"# {spec.display_name} · owner's console")
-            gr.HTML(f'<p style="text-align:right"><a href="{LOGOUT_PATH}">Log out</a></p>')
+            gr.HTML(f'<p style="text-align:right"><a href="{logout_path}">Log out</a></p>')
         with gr.Tabs():
             add_documents_tab(documents)
             add_insight_tabs(InsightsService(turns.domain, turns.store))
