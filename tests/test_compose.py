@@ -27,6 +27,10 @@ def scaled_domain_section() -> dict[str, Any]:
     return yaml.safe_load(block)
 
 
+def box_ports() -> list[str]:
+    return SERVICES["assistant"]["ports"]
+
+
 def test_every_service_belongs_to_one_profile() -> None:
     assert profile("single") == {"assistant"}
     assert profile("scaled") == {"model", "chroma", "index", "assistant-scaled"}
@@ -36,7 +40,7 @@ def test_every_service_belongs_to_one_profile() -> None:
 def test_the_single_box_is_the_packaged_image_alone() -> None:
     box = SERVICES["assistant"]
     assert box["image"] == "${KIT_IMAGE:-kit-shop:1}" and box["env_file"] == "kit.env"
-    assert box["ports"] == ["7860:7860"] and box["volumes"] == ["kit-data:/data"]
+    assert box["ports"] == ["${KIT_PORT:-7860}:7860"] and box["volumes"] == ["kit-data:/data"]
     assert "depends_on" not in box and box["cap_drop"] == ["ALL"]
 
 
@@ -66,5 +70,5 @@ def test_the_scaled_assistant_serves_the_mounted_domain_once_it_is_indexed() -> 
     assert assistant["depends_on"]["index"] == {"condition": "service_completed_successfully"}
     assert set(assistant["depends_on"]) == {"model", "chroma", "index"} and index["depends_on"] == ["chroma"]
     assert "kit index /opt/kit/domain" in index["entrypoint"][-1]
-    assert assistant["ports"] == ["7860:7860"] and "kit-data:/data" in assistant["volumes"]
+    assert assistant["ports"] == box_ports() and "kit-data:/data" in assistant["volumes"]
     assert Path(SERVICES["model"]["volumes"][0].split(":")[0]) == Path("./models")

@@ -13,7 +13,8 @@ TARBALL="$CACHE/bookworm-minbase.tar"
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # containernetworking-plugins: podman's bridge and port mapping; without it `-p` cannot publish a port.
-packages=(debootstrap buildah podman runc containernetworking-plugins uidmap ca-certificates)
+# catatonit: podman's init, for compose.yaml's `init: true`.
+packages=(debootstrap buildah podman runc containernetworking-plugins uidmap ca-certificates catatonit)
 if ! dpkg -s "${packages[@]}" >/dev/null 2>&1; then
     echo "installing ${packages[*]} (apt-get)" >&2
     as_root apt-get update -qq

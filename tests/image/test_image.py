@@ -267,3 +267,32 @@ def test_it_refuses_to_start_without_credentials(image: str) -> None:
     done = sh(*PODMAN, "run", "--rm", *LIMITS, image, timeout=120, check=False)
     assert done.returncode != 0
     assert "refusing to serve on 0.0.0.0 without an API key" in done.stdout + done.stderr
+
+
+def test_the_single_profile_of_compose_runs_the_image(image: str, tmp_path: Path) -> None:
+    """docker/compose.yaml's `single` profile under podman-compose (the dev extra): the packaged image, its login, its
+    volume. The `scaled` profile's images (llama.cpp's server, chroma's) cannot be pulled here: tests/test_compose.py
+    reads its wiring instead."""
+    from runtime_fixtures import free_port
+
+    shutil.copy(ROOT / "docker" / "compose.yaml", tmp_path / "compose.yaml")
+    (tmp_path / "kit.env").write_text(f"KIT_API_KEY={KEY}\nKIT_UI_USER={USER}\nKIT_UI_PASSWORD={PASSWORD}\n")
+    port, project = free_port(), "kitcomposetest"
+    compose = [str(Path(sys.executable).with_name("podman-compose")), "--podman-args=--runtime runc",
+               f"--podman-run-args={' '.join(LIMITS)}", "-p", project, "--profile", "single"]  # fmt: skip
+    env = {**os.environ, "KIT_IMAGE": image, "KIT_PORT": str(port)}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*compose, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+    up = run("up", "-d")
+    try:
+        assert up.returncode == 0, f"{up.stdout[-2000:]}\n{up.stderr[-2000:]}"
+        url = f"http://127.0.0.1:{port}"
+        report("compose up to / answering", f"{wait_ready(f'{project}_assistant_1', f'{url}/'):.1f} s")
+        assert chat(url, None).status_code == 401
+        assert chat(url, KEY).status_code == 200
+        volumes = sh("podman", "volume", "ls", "--format", "{{.Name}}").stdout.split()
+        assert f"{project}_kit-data" in volumes
+    finally:
+        run("down", "-v")
