@@ -35,7 +35,9 @@ SAYS_NO = re.compile(
 MIXED = re.compile(r"\b(?:can|is|are|do|does|will)\b.*\band\b", re.IGNORECASE)  # "What It Can and Cannot Do"
 # a question asking about the no itself ("is pet damage excluded?", "are you closed on Monday?"): "yes" may agree
 ASKS_NO = re.compile(
-    r"\b(?:exclu\w*|closed|non-\w+|prohibited|banned|not (?:covered|allowed|accepted|included|permitted))\b", re.I
+    r"\b(?:exclu\w*|closed|non-(?:refundable|returnable|transferable)|prohibited|banned"
+    r"|not (?:covered|allowed|accepted|included|permitted))\b",
+    re.I,
 )
 CONDITION = re.compile(r"\b(?:if|as long as|provided|when|unless)\b", re.IGNORECASE)
 CLAUSE = re.compile(r"[,;:()\u2014]|\.(?:\s|$)")
@@ -114,7 +116,7 @@ def _says_no(asked: set[str], text: str) -> bool:
     for m in NEGATION.finditer(text):
         bounds = [c.end() for c in CLAUSE.finditer(text, 0, m.start())]
         before = text[bounds[-1] if bounds else 0 : m.start()]
-        aside = (bounds and not before.strip()) or m.group().casefold() in ("except", "excluding")
+        aside = (bool(bounds) and not before.strip()) or m.group().casefold() in ("except", "excluding")
         if not aside and not CONDITION.search(before):
             return True
         after = content_words(text[m.end() : next((c.start() for c in CLAUSE.finditer(text, m.end())), len(text))])
@@ -150,9 +152,9 @@ def closest(question: str, given: Sequence[Given]) -> Passage | None:
             shared = len(want & content_words(" ".join(lines)))
             found = [Passage(g.n, "; ".join(lines), shared, shared)]
         else:
-            heading = content_words(lines[0]) if len(lines) > 1 else set()
-            found = []
-            for text, lead, under in _passages(lines[1:] or lines, lines[0]):
+            title = lines[0] if len(lines) > 1 else ""
+            heading, found = content_words(title), []
+            for text, lead, under in _passages(lines[1:] or lines, title):
                 own = want & content_words(text)
                 found.append(Passage(g.n, text, len(own | (want & (lead | heading))), len(own), under))
         for passage in found:
