@@ -112,7 +112,9 @@ def read_spec(spec_file: Path) -> tuple[DomainSpec | None, list[Problem]]:
     doc, problems = _parse(spec_file)
     if doc is None:
         return None, problems
-    return _validate(doc, spec_file)
+    spec, problems = _validate(doc, spec_file)
+    problems = _repeated(doc, spec_file) + problems
+    return (spec if not problems else None), problems
 
 
 def read_draft(spec_file: Path) -> tuple[Draft | None, list[Problem]]:
@@ -122,9 +124,10 @@ def read_draft(spec_file: Path) -> tuple[Draft | None, list[Problem]]:
     if doc is None:
         return None, problems
     spec, problems = _validate(doc, spec_file)
+    problems = _repeated(doc, spec_file) + problems
     root = spec_file.parent.resolve()
     if spec is not None:
-        return Draft.of(Domain(root=root, spec=spec)), []
+        return Draft.of(Domain(root=root, spec=spec)), problems
     sections = {key: _section(doc.data, key, spec_file.parent) for key in ("retrieval", "training", "eval", "rules")}
     return Draft(root=root, **sections), problems
 
@@ -156,6 +159,14 @@ def _parse(spec_file: Path) -> tuple[Located | None, list[Problem]]:
     if not isinstance(doc.data, dict):
         return None, [Problem(shown, 1, "must be a mapping of keys to values", "start from data_templates/")]
     return doc, []
+
+
+def _repeated(doc: Located, spec_file: Path) -> list[Problem]:
+    return [
+        Problem(str(spec_file), line, f"'{key}' is given twice (first on line {first}); only this one would count",
+                "keep one of them")
+        for line, key, first in doc.repeated_keys()
+    ]  # fmt: skip
 
 
 def _bad_date(text: str) -> tuple[int, str]:

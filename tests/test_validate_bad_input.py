@@ -216,6 +216,19 @@ def test_unknown_key_does_not_hide_data_problems(run_kit, example_copy: Path) ->
     assert "error: 3 problems found" in result.err
 
 
+def test_a_key_given_twice_is_named_with_both_lines(run_kit, example_copy: Path) -> None:
+    """YAML keeps the later of two equal keys without a word: an owner's edit above an old value would be lost."""
+    spec = example_copy / "domain.yaml"
+    edit(spec, "display_name: Example Shop", "display_name: Example Shop\ndisplay_name: Example Store")
+    result = run_kit("validate", str(example_copy))
+    assert result.code == 1
+    first = line_of(spec, "display_name")
+    assert problem_lines(result.err) == [
+        f"{spec}:{first + 1}: 'display_name' is given twice (first on line {first}); only this one would count — "
+        "keep one of them"
+    ]
+
+
 def test_bad_value_elsewhere_does_not_hide_eval_problems(run_kit, example_copy: Path) -> None:
     spec = example_copy / "domain.yaml"
     evalset = example_copy / "eval" / "eval.jsonl"

@@ -26,6 +26,25 @@ class Located:
             line = key_line
         return line
 
+    def repeated_keys(self) -> list[tuple[int, str, int]]:
+        """(line, dotted key, line of its first use) of every key a mapping holds twice: YAML keeps the last value and
+        drops the first without a word, so the owner's edit may be the one that silently loses."""
+        found: list[tuple[int, str, int]] = []
+        stack: list[tuple[yaml.Node | None, str]] = [(self._node, "")]
+        while stack:
+            node, path = stack.pop()
+            if isinstance(node, yaml.MappingNode):
+                first: dict[str, int] = {}
+                for key, value in node.value:
+                    name, line = f"{path}{key.value}", key.start_mark.line + 1
+                    if key.value in first:
+                        found.append((line, name, first[key.value]))
+                    first.setdefault(key.value, line)
+                    stack.append((value, f"{name}."))
+            elif isinstance(node, yaml.SequenceNode):
+                stack += [(item, f"{path}{i}.") for i, item in enumerate(node.value)]
+        return sorted(found)
+
 
 def _child(node: yaml.Node | None, part: str | int) -> tuple[int, yaml.Node] | None:
     if isinstance(node, yaml.MappingNode):
