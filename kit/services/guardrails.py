@@ -89,8 +89,8 @@ class Score:
 def calibration_mismatch(spec: DomainSpec) -> str | None:
     """What is wrong when the rules' and triggers' thresholds were calibrated on another embedding model than the
     one the guardrails embed with (retrieval.embedding_model) and some of them compare examples; None when they
-    match. Under another model the same cosine means something else: MiniLM's thresholds under e5-small fired the
-    clinic's emergency rule on every ordinary message."""
+    match. Under another model the same cosine means something else: MiniLM's thresholds under e5-small fired a
+    template's emergency rule on every ordinary message."""
     retrieval = spec.retrieval
     screened = [*spec.rules, *spec.handoff.triggers]
     if not any(s.examples for s in screened):
