@@ -135,6 +135,31 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
+ENGINE_ALIAS = "gemma-3-270m"  # the model name llama_server serves the test model under
+ENGINE_CTX = 2048
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """llama-cpp-python's own OpenAI-compatible server (`python -m llama_cpp.server`, the engine extra) on the test
+    model with kit's gemma turns (its GGUF has no template), on a free port; its /v1 URL."""
+    import sys
+
+    from kit.components.models import named_gguf
+
+    port, log = free_port(), tmp_path_factory.mktemp("llama-server") / "server.log"
+    args = ["--model", str(named_gguf(TEST_MODEL)), "--model_alias", ENGINE_ALIAS, "--chat_format", "gemma"]
+    args += ["--n_ctx", str(ENGINE_CTX), "--host", "127.0.0.1", "--port", str(port), "--verbose", "False"]
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", *args], stdout=out, stderr=out)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        wait_serving(f"{url}/models", proc, log)
+        yield url
+    finally:
+        stop_process(proc)
+
+
 @dataclass
 class Served:
     url: str

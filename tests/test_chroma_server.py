@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import EXAMPLE
-from runtime_fixtures import free_port, stop_process, tune_domain, wait_serving
+from runtime_fixtures import ENGINE_ALIAS, free_port, stop_process, tune_domain, wait_serving
 
 
 class ChromaServer:
@@ -141,6 +141,23 @@ def test_the_server_gone_mid_request_is_one_clear_error_and_kit_carries_on_when_
     assert retriever.retrieve("how long do returns take")[0].source == "docs/policies.md"
     done = run_kit("index", str(domain), "-q")
     assert done.code == 0 and fingerprint(domain) == before
+
+
+def test_kit_ask_through_a_model_server_and_a_chroma_server(
+    run_kit, domain: Path, chroma: ChromaServer, llama_server: str, tmp_path: Path
+) -> None:
+    """The scaled shape as processes: kit, llama-cpp-python's server, chroma run; nothing of either in kit's process."""
+    import json
+
+    scaled = Path(shutil.copytree(domain, tmp_path / "scaled"))
+    tune_domain(scaled, server={"base_url": llama_server, "model": ENGINE_ALIAS}, fact_lock=False)
+    assert run_kit("index", str(scaled), "-q").code == 0  # the same collection: nothing new to embed
+    asked = run_kit("ask", str(scaled), "How much is the folding lantern?", "--json")
+    assert asked.code == 0, asked.err
+    reply = json.loads(asked.out)
+    assert reply["model"] == ENGINE_ALIAS and reply["answer"].strip()
+    assert "docs/catalogue.csv" in {s["source"] for s in reply["sources"]}
+    assert not (scaled / "build" / "chroma").exists()
 
 
 def _capture(failed: list[BaseException], fn, *args) -> None:

@@ -11,38 +11,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import EXAMPLE
-from runtime_fixtures import SHORT, TEST_MODEL, free_port, indexed_copy, stop_process, tune_domain, wait_serving
+from runtime_fixtures import ENGINE_ALIAS, ENGINE_CTX, SHORT, indexed_copy, tune_domain
 
-SERVER_CTX = 2048
-ALIAS = "gemma-3-270m"
+SERVER_CTX, ALIAS = ENGINE_CTX, ENGINE_ALIAS
 LOCAL_ONLY_OFF = {"fact_lock": False, "suppress_untrained": False}
 GREEDY = {"max_tokens": SHORT, "temperature": 0.0, "repeat_penalty": 1.0}
-
-
-@pytest.fixture(scope="module")
-def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`python -m llama_cpp.server` on the test model (kit's gemma turns: the GGUF has no template); its /v1 URL."""
-    from kit.components.models import named_gguf
-
-    port, log = free_port(), tmp_path_factory.mktemp("llama-server") / "server.log"
-    args = ["--model", str(named_gguf(TEST_MODEL)), "--model_alias", ALIAS, "--chat_format", "gemma"]
-    args += ["--n_ctx", str(SERVER_CTX), "--host", "127.0.0.1", "--port", str(port), "--verbose", "False"]
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", *args], stdout=out, stderr=out)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        wait_serving(f"{url}/models", proc, log)
-        yield url
-    finally:
-        stop_process(proc)
 
 
 @pytest.fixture(scope="module")
