@@ -14,9 +14,10 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import EXAMPLE
-from runtime_fixtures import ENGINE_ALIAS, free_port, stop_process, tune_domain, wait_serving
+from runtime_fixtures import ENGINE_ALIAS, free_port, serve, stop_process, tune_domain, wait_serving
 
 
 class ChromaServer:
@@ -75,10 +76,9 @@ def stored(port: int, domain: Path) -> int:
 
 
 def fingerprint(folder: Path) -> dict[str, str]:
-    """Every file under ``folder`` (the documents, the manifest) by its content hash."""
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()
-    }
+    """The domain's documents, spec and index manifest by content hash (not the feedback its answers record)."""
+    files = [p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("feedback.sqlite3")]
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
 def test_index_search_and_reindex_through_the_server(run_kit, domain: Path, chroma: ChromaServer) -> None:
@@ -104,14 +104,18 @@ def test_index_search_and_reindex_through_the_server(run_kit, domain: Path, chro
 
 
 def test_the_server_gone_mid_request_is_one_clear_error_and_kit_carries_on_when_it_is_back(
-    run_kit, domain: Path, chroma: ChromaServer
+    run_kit, domain: Path, chroma: ChromaServer, engine
 ) -> None:
     from kit.domain import load_domain
     from kit.errors import KitError
+    from kit.server.app import build_server
+    from kit.services.chat import ChatService
     from kit.services.retrieve import Retriever
 
     assert run_kit("index", str(domain), "-q").code == 0
     retriever = Retriever.open(load_domain(domain))  # kept open, as kit serve keeps it
+    api = serve(build_server(ChatService.open(load_domain(domain), engine=engine), api_key="k"))
+    url = next(api)
     before = fingerprint(domain)
     # frozen, the server accepts the connection and never answers: the search is in flight when it is killed
     assert chroma.proc is not None
@@ -135,12 +139,22 @@ def test_the_server_gone_mid_request_is_one_clear_error_and_kit_carries_on_when_
         down = run_kit(*args)
         assert down.code == 1 and "Traceback" not in down.err
         assert down.err.startswith(f"error: the chromadb server at 127.0.0.1:{chroma.port} does not answer")
+    # a customer of the running kit serve gets the API's error, not a broken connection
+    asked = ask_api(url)
+    assert asked.status_code == 503 and asked.json()["error"]["message"].startswith("the chromadb server at")
     assert fingerprint(domain) == before  # the documents and the last complete index untouched
     # back on the same data: the retriever kit kept open answers again, nothing to re-index
     chroma.start()
     assert retriever.retrieve("how long do returns take")[0].source == "docs/policies.md"
+    assert ask_api(url).status_code == 200
     done = run_kit("index", str(domain), "-q")
     assert done.code == 0 and fingerprint(domain) == before
+    next(api, None)  # stops kit's server
+
+
+def ask_api(url: str) -> httpx.Response:
+    body = {"model": "example-shop", "messages": [{"role": "user", "content": "How long do returns take?"}]}
+    return httpx.post(f"{url}/v1/chat/completions", json=body, headers={"Authorization": "Bearer k"}, timeout=120)
 
 
 def test_kit_ask_through_a_model_server_and_a_chroma_server(
