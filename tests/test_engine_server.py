@@ -19,7 +19,9 @@ from conftest import EXAMPLE
 from runtime_fixtures import ENGINE_ALIAS, ENGINE_CTX, SHORT, indexed_copy, tune_domain
 
 SERVER_CTX, ALIAS = ENGINE_CTX, ENGINE_ALIAS
-LOCAL_ONLY_OFF = {"fact_lock": False, "suppress_untrained": False}
+# one thread, as llama-cpp-python's server uses on two cores: llama.cpp's threads wait on each other when the machine
+# is busy, and a second server process makes it so
+LOCAL_ONLY_OFF = {"fact_lock": False, "suppress_untrained": False, "n_threads": 1}
 GREEDY = {"max_tokens": SHORT, "temperature": 0.0, "repeat_penalty": 1.0}
 
 
