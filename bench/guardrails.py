@@ -20,9 +20,9 @@ sys.path.insert(0, str(ROOT))
 
 from kit.components.embedding import Embedder  # noqa: E402
 from kit.domain import load_domain  # noqa: E402
-from kit.services.guardrails import Guardrails  # noqa: E402
-from kit.services.ingest import index_domain  # noqa: E402
-from kit.services.retrieve import Retriever  # noqa: E402
+from kit.services.retrieval.ingest import index_domain  # noqa: E402
+from kit.services.retrieval.retrieve import Retriever  # noqa: E402
+from kit.services.safety.guardrails import Guardrails  # noqa: E402
 
 
 def run(name: str, tmp: Path, verbose: bool) -> dict[str, float]:

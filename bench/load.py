@@ -45,7 +45,7 @@ QUESTIONS = [
 
 def prepare(domain: Path, max_tokens: int) -> Path:
     from kit.domain import load_domain
-    from kit.services.ingest import index_domain
+    from kit.services.retrieval.ingest import index_domain
 
     dest = Path(tempfile.mkdtemp(prefix="kit-load-")) / domain.name
     shutil.copytree(domain, dest, ignore=shutil.ignore_patterns("build"))

@@ -31,7 +31,7 @@ HANDOFF = "I want a real person"
 
 def service_part(domain: Path, rounds: int) -> dict[str, object]:
     from kit.domain import load_domain
-    from kit.services.chat import ChatService
+    from kit.services.assistant.chat import ChatService
 
     service = ChatService.open(load_domain(domain))
     questions = [*QUESTIONS[:6], *(f"Do you have item number {i} in blue?" for i in range(50))]

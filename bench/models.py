@@ -34,7 +34,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kit.components.model_registry import MODELS  # noqa: E402
+from kit.model_registry import MODELS  # noqa: E402
 from kit.services.evaluation.results import FOLDER, MODELS_JSON, load, save  # noqa: E402
 
 KIT = str(Path(sys.executable).parent / "kit")

@@ -4,8 +4,8 @@
 
 For each template (default: the three shipped ones), a temporary copy is indexed (`kit index`) and each dev item with
 ``yes_no`` gets the chunks the runtime would give the model (the retrieval service, the domain's k). The test
-(``kit.services.passages.contradiction``) is then asked whether the passage closest to the question says no, as if the
-model had opened with "yes":
+(``kit.services.assistant.passages.contradiction``) is then asked whether the passage closest to the question says no,
+as if the model had opened with "yes":
 - recall: the share of items whose true answer is no on which it fires (a wrong "yes" would be withheld);
 - false alarm: the share of items whose true answer is yes on which it fires (a right "yes" would be withheld).
 "retrieved" counts the "no" items whose deciding section (the item's ``sources``) was among the chunks, and recall
@@ -29,16 +29,16 @@ def measure(template: Path, show: bool) -> dict[str, list[bool]]:
     """``{"no": [fired, …], "yes": [fired, …], "retrieved": [fired, …]}`` over the template's dev yes/no items
     ("retrieved": the "no" items whose deciding section was given)."""
     from kit.domain import load_domain
+    from kit.services.assistant.reply import refs
     from kit.services.evaluation.metrics import covered
     from kit.services.evaluation.runner import load_items
-    from kit.services.ingest import index_domain
-    from kit.services.reply import refs
-    from kit.services.retrieve import Retriever
+    from kit.services.retrieval.ingest import index_domain
+    from kit.services.retrieval.retrieve import Retriever
 
     try:
-        from kit.services.passages import contradiction
-    except ImportError:  # a commit before kit/services/passages.py
-        from kit.services.claims import _contradiction as contradiction
+        from kit.services.assistant.passages import contradiction
+    except ImportError:  # a commit before kit/services/assistant/passages.py
+        from kit.services.assistant.claims import _contradiction as contradiction
     fired: dict[str, list[bool]] = {"no": [], "yes": [], "retrieved": []}
     with tempfile.TemporaryDirectory(prefix="kit-polarity-") as tmp:
         copy = Path(tmp) / template.name

@@ -102,7 +102,7 @@ Measured = tuple[list[Row], dict[str, float]]  # one model's rows and its index_
 def index_times(domain: Domain) -> dict[str, float]:
     """Seconds to embed the domain's chunks (model loaded) and to run a first `kit index` on them."""
     from kit.components.embedding import Embedder
-    from kit.services.ingest import collect, index_domain
+    from kit.services.retrieval.ingest import collect, index_domain
 
     embedder = Embedder(domain.spec.retrieval.embedding_model)
     embedder.embed_passages(["warm-up"])  # loaded before the clock starts
@@ -116,7 +116,7 @@ def index_times(domain: Domain) -> dict[str, float]:
 def searched(domain: Domain, limit: int) -> list[Row]:
     """The indexed domain's held-out questions through kit's retrieval, and through its vector search alone."""
     from kit.services.evaluation.metrics import covered
-    from kit.services.retrieve import Retriever
+    from kit.services.retrieval.retrieve import Retriever
 
     retriever = Retriever.open(domain)
     items = held_out(domain)[:limit]
@@ -193,8 +193,8 @@ def main() -> None:
     from kit.domain import load_domain
     from kit.extras import E5
     from kit.records import EvalItem
-    from kit.services.ingest import collect, index_domain
-    from kit.services.retrieve import Retriever
+    from kit.services.retrieval.ingest import collect, index_domain
+    from kit.services.retrieval.retrieve import Retriever
     from kit.settings import EMBEDDED
 
     work = Path(tempfile.mkdtemp(prefix="kit-bench-"))

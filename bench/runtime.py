@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 from kit.components.llm import LlamaEngine  # noqa: E402
 from kit.domain import load_domain  # noqa: E402
-from kit.services.chat import ChatService  # noqa: E402
-from kit.services.ingest import index_domain  # noqa: E402
+from kit.services.assistant.chat import ChatService  # noqa: E402
+from kit.services.retrieval.ingest import index_domain  # noqa: E402
 
 FIRST = "How long do I have to return an item?"
 FOLLOW = "And how long does standard delivery take?"

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 from kit.components.embedding import Embedder  # noqa: E402
 from kit.domain import load_domain  # noqa: E402
 from kit.services.evaluation.safety import load_safety  # noqa: E402
-from kit.services.guardrails import Guardrails  # noqa: E402
+from kit.services.safety.guardrails import Guardrails  # noqa: E402
 
 
 def p50_ms(step: Callable[[str], object], messages: list[str]) -> float:

@@ -105,7 +105,7 @@ def _retrieval() -> Any:
 
 def ingest(suffix: str, data: bytes) -> None:
     """One document through the loader `kit index` uses: chunks, or a Skip with a reason."""
-    from kit.services.loaders import Document, Skip, load
+    from kit.services.retrieval.loaders import Document, Skip, load
 
     COUNTS[f"ingest:{suffix}"] += 1
     settings = _retrieval()
@@ -126,7 +126,7 @@ def ingest(suffix: str, data: bytes) -> None:
 
 def chunking(text: str, size: int, overlap: int) -> None:
     """split() keeps every word, in pieces of at most ``size`` characters."""
-    from kit.services.chunking import sections, split
+    from kit.services.retrieval.chunking import sections, split
 
     COUNTS["chunking"] += 1
     for section in sections(text):
@@ -140,7 +140,7 @@ def chunking(text: str, size: int, overlap: int) -> None:
 
 def mask(text: str) -> None:
     """mask_pii never fails, and no e-mail address survives it."""
-    from kit.services.pii import _EMAIL, mask_pii
+    from kit.services.safety.pii import _EMAIL, mask_pii
 
     COUNTS["mask_pii"] += 1
     masked = mask_pii(text)
@@ -188,11 +188,11 @@ def api_client() -> Any:
     from kit.domain import load_domain
     from kit.server.routes import build_api
     from kit.server.settings import Limits
-    from kit.services.admission import Admission
-    from kit.services.chat import ChatService
-    from kit.services.feedback import FeedbackStore
-    from kit.services.guardrails import Guardrails
-    from kit.services.turns import TurnService
+    from kit.services.assistant.admission import Admission
+    from kit.services.assistant.chat import ChatService
+    from kit.services.assistant.turns import TurnService
+    from kit.services.owner.feedback import FeedbackStore
+    from kit.services.safety.guardrails import Guardrails
 
     domain = load_domain(workspace())
     service = ChatService(domain, FakeEngine(), FakeRetriever(), Guardrails(domain.spec))

@@ -44,7 +44,7 @@ def tune_domain(root: Path, **model: Any) -> Path:
 def indexed_copy(source: Path, dest: Path, **model: Any) -> Path:
     """A copy of a domain, tuned and indexed."""
     from kit.domain import load_domain
-    from kit.services.ingest import index_domain
+    from kit.services.retrieval.ingest import index_domain
 
     shutil.copytree(source, dest, ignore=shutil.ignore_patterns("build"))
     tune_domain(dest, **model)
@@ -72,7 +72,7 @@ def example_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def example_service(example_dir: Path, engine: Any) -> Any:
     """The example domain's chat service on the shared engine."""
     from kit.domain import load_domain
-    from kit.services.chat import ChatService
+    from kit.services.assistant.chat import ChatService
 
     return ChatService.open(load_domain(example_dir), engine=engine)
 

@@ -20,8 +20,8 @@ from runtime_fixtures import ROOT, indexed_copy, serve
 
 from kit.server.admin_login import AdminAccess, hash_password
 from kit.server.settings import Limits
-from kit.services import documents as documents_module
-from kit.services.ingest import manifest_path
+from kit.services.retrieval import documents as documents_module
+from kit.services.retrieval.ingest import manifest_path
 
 PASSWORD = "owner-secret"
 KEY = "docs-key"
@@ -56,7 +56,7 @@ def console(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[C
 
     from kit.domain import load_domain
     from kit.server.app import build_server
-    from kit.services.chat import ChatService
+    from kit.services.assistant.chat import ChatService
 
     base = tmp_path_factory.mktemp("console")
     staged = shutil.copytree(
@@ -346,7 +346,7 @@ def test_kit_serve_opens_the_console_with_a_password_a_hash_or_on_loopback_a_tok
 def test_the_documents_tab_shows_why_an_upload_was_refused(console: Console, tmp_path: Path) -> None:
     import time
 
-    from kit.services.documents import DocumentService
+    from kit.services.retrieval.documents import DocumentService
     from kit.ui.admin.documents import DocumentsTab, progress_markdown
 
     tab = DocumentsTab(DocumentService(console.service))

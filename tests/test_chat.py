@@ -12,11 +12,11 @@ from runtime_fixtures import ROOT, indexed_copy
 from kit.chunk import Chunk
 from kit.components.llm import ContextOverflow
 from kit.domain import load_domain
-from kit.services.chat import ChatService
-from kit.services.feedback import FeedbackStore
-from kit.services.output_guard import until_phantom_citation
-from kit.services.prompt import DATA_NOTICE, fit, history_turn, system_prompt, user_turn
-from kit.services.reply import Reply
+from kit.services.assistant.chat import ChatService
+from kit.services.assistant.output_guard import until_phantom_citation
+from kit.services.assistant.prompt import DATA_NOTICE, fit, history_turn, system_prompt, user_turn
+from kit.services.assistant.reply import Reply
+from kit.services.owner.feedback import FeedbackStore
 
 PLANTED = (
     "## Returns update\n"

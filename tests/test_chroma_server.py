@@ -109,8 +109,8 @@ def test_the_server_gone_mid_request_is_one_clear_error_and_kit_carries_on_when_
     from kit.domain import load_domain
     from kit.errors import KitError
     from kit.server.app import build_server
-    from kit.services.chat import ChatService
-    from kit.services.retrieve import Retriever
+    from kit.services.assistant.chat import ChatService
+    from kit.services.retrieval.retrieve import Retriever
 
     assert run_kit("index", str(domain), "-q").code == 0
     retriever = Retriever.open(load_domain(domain))  # kept open, as kit serve keeps it

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kit.chunk import Chunk
-from kit.services.citations import cite
+from kit.services.training.citations import cite
 
 TENT = Chunk(
     "sku: NW-TNT-0042\nname: Ridgeline 2 Backpacking Tent\nprice: 329.00\nstock: 18", "docs/catalogue.csv", "r2"

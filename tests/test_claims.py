@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kit.services.claims import ClaimCheck, check, sentences, streamed
+from kit.services.assistant.claims import ClaimCheck, check, sentences, streamed
 
 
 @dataclass(frozen=True)
@@ -192,7 +192,7 @@ def test_streaming_releases_whole_checked_sentences_and_stops_the_model() -> Non
 
 
 def test_the_reply_the_api_and_the_ui_say_when_an_answer_is_a_quoted_passage() -> None:
-    from kit.services.reply import Reply, SourceRef, reply_json
+    from kit.services.assistant.reply import Reply, SourceRef, reply_json
     from kit.ui.app import sources_markdown
 
     ref = SourceRef(2, SHIPPING.source, SHIPPING.title, "line 3", SHIPPING.text)

@@ -20,21 +20,21 @@ import yaml
 from pydantic import ValidationError
 from runtime_fixtures import ROOT, tune_domain
 
-from kit.components import model_registry
+from kit import model_registry
 from kit.components.llm import model_label
-from kit.components.model_registry import MODELS, lookup
 from kit.components.models import STAMP_SUFFIX, gguf_metadata, locate_parts, named_gguf, prepare
 from kit.domain import load_domain
 from kit.errors import MissingDependency, ModelError
-from kit.services import package
+from kit.model_registry import MODELS, lookup
+from kit.services.packaging import package
 from kit.settings import ModelSettings
 
 SMOL = "smollm2-135m-instruct"
 SMOL_MODEL = MODELS[SMOL]
 QWEN = {"qwen2.5-coder-0.5b-instruct": "qwen-0.5b", "qwen2.5-coder-1.5b-instruct": None}  # name -> extra (None: base)
-# Measured with kit's chat prompt of 2026-12-01 (kit/services/prompt.py: "cite them as [1], [2]"): both Qwen models
-# answer the price question with "[1]" alone, through kit and through the GGUF's own template alike. The GGUFs are
-# sound: asked plainly, the 0.5B says "The Folding Lantern costs $32.00."; with "Answer in a full sentence." after
+# Measured with kit's chat prompt of 2026-12-01 (kit/services/assistant/prompt.py: "cite them as [1], [2]"): both Qwen
+# models answer the price question with "[1]" alone, through kit and through the GGUF's own template alike. The GGUFs
+# are sound: asked plainly, the 0.5B says "The Folding Lantern costs $32.00."; with "Answer in a full sentence." after
 # the question, the 1.5B says "The Folding Lantern costs 32.00. [1]". The prompt is the default-model step's to fix.
 CITES_ONLY = "kit's prompt asks for citations as [1], [2] and the model answers '[1]' alone"
 PROMPT_LITERAL = {name: CITES_ONLY for name in QWEN}

@@ -14,8 +14,8 @@ import pytest
 from kit.components.embedding import E5_SMALL, MINILM, E5Encoder, Embedder, model_location
 from kit.domain import load_domain
 from kit.errors import MissingDependency, ValidationFailed
-from kit.services.ingest import index_domain, manifest_path, open_store
-from kit.services.retrieve import Retriever
+from kit.services.retrieval.ingest import index_domain, manifest_path, open_store
+from kit.services.retrieval.retrieve import Retriever
 from kit.settings import EMBEDDED
 
 

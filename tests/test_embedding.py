@@ -63,8 +63,8 @@ def test_indexing_and_searching_import_neither_torch_nor_transformers(example_co
     code = (
         "import sys\n"
         "from kit.domain import load_domain\n"
-        "from kit.services.ingest import index_domain\n"
-        "from kit.services.retrieve import Retriever\n"
+        "from kit.services.retrieval.ingest import index_domain\n"
+        "from kit.services.retrieval.retrieve import Retriever\n"
         f"domain = load_domain({str(example_copy)!r})\n"
         "assert index_domain(domain, progress=False).added > 0\n"
         "assert Retriever.open(domain).retrieve('return policy')\n"
@@ -80,7 +80,7 @@ def test_opening_the_chat_service_imports_neither_torch_nor_transformers(example
     code = (
         "import sys\n"
         "from kit.domain import load_domain\n"
-        "from kit.services.chat import ChatService\n"
+        "from kit.services.assistant.chat import ChatService\n"
         f"service = ChatService.open(load_domain({str(example_dir)!r}))\n"
         "assert service.ask('How long do I have to return an item?').sources\n"
         "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules))\n"

@@ -38,7 +38,7 @@ def domains(tmp_path_factory: pytest.TempPathFactory, llama_server: str) -> tupl
 
 def open_chat(domain_dir: Path) -> Any:
     from kit.domain import load_domain
-    from kit.services.chat import ChatService
+    from kit.services.assistant.chat import ChatService
 
     return ChatService.open(load_domain(domain_dir))
 

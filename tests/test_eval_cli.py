@@ -200,11 +200,11 @@ def test_the_console_tab_shows_the_latest_report_and_the_customer_ui_has_none(ru
 
     from kit.components.llm import ServerEngine
     from kit.domain import load_domain
-    from kit.services.admission import Admission
-    from kit.services.chat import ChatService
-    from kit.services.feedback import FeedbackStore
-    from kit.services.insights import InsightsService
-    from kit.services.turns import TurnService
+    from kit.services.assistant.admission import Admission
+    from kit.services.assistant.chat import ChatService
+    from kit.services.assistant.turns import TurnService
+    from kit.services.owner.feedback import FeedbackStore
+    from kit.services.owner.insights import InsightsService
     from kit.settings import ModelSettings, OpenAIServer
     from kit.ui.admin.insights import InsightsView
     from kit.ui.app import build_app

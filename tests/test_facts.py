@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kit.services.facts import facts, grounded, unsupported
+from kit.services.assistant.facts import facts, grounded, unsupported
 
 ROW = (
     "NW-TNT-0042 — Ridgeline 2 Backpacking Tent\nsku: NW-TNT-0042\nprice: 329.00\nstock: 18\n"

@@ -94,7 +94,7 @@ def test_disk_full_while_indexing_keeps_the_old_index_and_the_next_run_completes
         assert len(json.loads(manifest.read_text())["chunks"]) == 5 + 800
         assert "0 removed" in again.stdout
         assert "4284" in top_hit(example_copy, "what is the answer to topic 612")["text"]
-        count = "from kit.domain import load_domain; from kit.services.ingest import open_store; import sys; "
+        count = "from kit.domain import load_domain; from kit.services.retrieval.ingest import open_store; import sys; "
         count += "print(open_store(load_domain(sys.argv[1])).count())"
         done = subprocess.run(
             [sys.executable, "-c", count, str(example_copy)], capture_output=True, text=True, cwd=ROOT
@@ -187,8 +187,8 @@ WRITER = textwrap.dedent(
     import sys
     from pathlib import Path
     from kit.components.chat_template import ChatMessage
-    from kit.services.reply import Reply
-    from kit.services.feedback import FeedbackStore
+    from kit.services.assistant.reply import Reply
+    from kit.services.owner.feedback import FeedbackStore
 
     store = FeedbackStore(Path(sys.argv[1]))
     n = 0
@@ -205,7 +205,7 @@ WRITER = textwrap.dedent(
 
 
 def test_kill_during_feedback_writes_loses_no_acknowledged_turn(tmp_path: Path) -> None:
-    from kit.services.feedback import FeedbackStore
+    from kit.services.owner.feedback import FeedbackStore
 
     db = tmp_path / "feedback.sqlite3"
     acknowledged: list[int] = []
@@ -241,7 +241,7 @@ def test_api_body_with_infinity_is_a_4xx_json_error() -> None:
         assert "detail" in resp.json() or "error" in resp.json()
 
 
-MASK_LONG = "import sys; from kit.services.pii import mask_pii; mask_pii(sys.argv[1] * 40000)"
+MASK_LONG = "import sys; from kit.services.safety.pii import mask_pii; mask_pii(sys.argv[1] * 40000)"
 UNITS = ["1.", "a@b-", "a", "1 ", "+1 (2"]
 
 

@@ -6,8 +6,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-from kit.services.feedback import FILE, FeedbackStore, new_conversation
-from kit.services.reply import Reply, SourceRef
+from kit.services.assistant.reply import Reply, SourceRef
+from kit.services.owner.feedback import FILE, FeedbackStore, new_conversation
 from kit.settings import Privacy
 
 

@@ -116,8 +116,8 @@ def test_examples_hold_the_runtime_prompt_with_retrieved_documents_and_label_onl
 ) -> None:
     from kit.components.trainer import IGNORE
     from kit.domain import load_domain
-    from kit.services.prompt import system_prompt
-    from kit.services.retrieve import Retriever
+    from kit.services.assistant.prompt import system_prompt
+    from kit.services.retrieval.retrieve import Retriever
     from kit.services.training.data import build_examples
 
     domain = load_domain(domain_copy)
@@ -151,8 +151,8 @@ def test_training_and_runtime_send_byte_identical_prompts_through_the_api_and_th
     from kit.components.chat_template import get_template
     from kit.domain import load_domain
     from kit.server.openai_format import Message, split_conversation
-    from kit.services.chat import ChatService
-    from kit.services.retrieve import Retriever
+    from kit.services.assistant.chat import ChatService
+    from kit.services.retrieval.retrieve import Retriever
     from kit.services.training.data import build_examples
 
     domain = load_domain(domain_copy)
@@ -181,7 +181,7 @@ def test_training_and_runtime_send_byte_identical_prompts_through_the_api_and_th
 
 def test_a_conversation_longer_than_max_length_is_reported_with_its_line(domain_copy: Path, tokenizer) -> None:
     from kit.domain import load_domain
-    from kit.services.retrieve import Retriever
+    from kit.services.retrieval.retrieve import Retriever
     from kit.services.training.data import build_examples
 
     long = {"messages": [{"role": "user", "content": "tent? " * 400}, {"role": "assistant", "content": "Yes."}]}

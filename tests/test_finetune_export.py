@@ -51,7 +51,7 @@ def trained(example_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 @pytest.fixture(scope="module")
 def merged_f16(trained: Path, converters: Path):
     """The run merged and converted to F16 once (the Q8_0 export quantises this file)."""
-    from kit.services.export import export
+    from kit.services.training.export import export
 
     return export(trained, "merged", "F16")
 
@@ -89,7 +89,7 @@ def test_adapter_export_loads_in_llama_cpp_and_apply_makes_the_runtime_use_it(
 ) -> None:
     from kit.components.llm import build_engine
     from kit.domain import load_domain
-    from kit.services.export import export
+    from kit.services.training.export import export
 
     run = copy_run(trained, tmp_path)
     result = export(run, "adapter", apply=True)
@@ -105,7 +105,7 @@ def test_adapter_export_loads_in_llama_cpp_and_apply_makes_the_runtime_use_it(
 
 @pytest.mark.parametrize("quant", ["F16", "Q8_0"])
 def test_merged_export_loads_in_llama_cpp_and_generates(trained: Path, merged_f16, quant: str) -> None:
-    from kit.services.export import export
+    from kit.services.training.export import export
 
     result = merged_f16 if quant == "F16" else export(trained, "merged", quant)
     assert result.path.name == f"merged-{quant.lower()}.gguf" and result.sample
@@ -114,7 +114,7 @@ def test_merged_export_loads_in_llama_cpp_and_generates(trained: Path, merged_f1
 
 
 def test_the_round_trip_check_catches_a_mismatched_template(trained: Path, converters: Path, tmp_path: Path) -> None:
-    from kit.services.export import export
+    from kit.services.training.export import export
 
     run = copy_run(trained, tmp_path)
     spec = tmp_path / "domain" / "domain.yaml"
@@ -126,7 +126,7 @@ def test_the_round_trip_check_catches_a_mismatched_template(trained: Path, conve
 
 
 def test_the_token_level_round_trip_catches_a_mismatch_in_llama_cpp(trained: Path, merged_f16) -> None:
-    from kit.services.export import verify
+    from kit.services.training.export import verify
     from kit.services.training.run_folder import Run
 
     run = Run(trained, json.loads((trained / "run.json").read_text(encoding="utf-8")))
@@ -135,7 +135,7 @@ def test_the_token_level_round_trip_catches_a_mismatch_in_llama_cpp(trained: Pat
 
 
 def test_requantising_a_dequantised_4bit_base_to_4_bits_is_refused(trained: Path, tmp_path: Path) -> None:
-    from kit.services.export import export
+    from kit.services.training.export import export
 
     run = copy_run(trained, tmp_path)
     (run / "base" / "kit-base.json").write_text(json.dumps({"dequantized_from": "Q4_K_M"}), encoding="utf-8")
@@ -186,7 +186,7 @@ def test_cli_finetune_and_export_help_show_examples(run_kit) -> None:
 
 
 def test_apply_rewrites_only_the_model_keys_and_keeps_comments() -> None:
-    from kit.services.export import set_model_keys
+    from kit.services.training.export import set_model_keys
 
     text = (Path(__file__).resolve().parent.parent / "domains" / "retail" / "domain.yaml").read_text(encoding="utf-8")
     new = set_model_keys(text, {"adapters": ["adapters:", "  - path: adapters/x.gguf", "    scale: 1.0"]})

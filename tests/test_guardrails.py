@@ -12,8 +12,8 @@ import pytest
 from conftest import ROOT, TEMPLATES
 
 from kit.domain import load_domain
-from kit.services.guardrails import Guardrails
-from kit.services.pii import mask_pii
+from kit.services.safety.guardrails import Guardrails
+from kit.services.safety.pii import mask_pii
 
 REFUSAL_FLOOR = 0.85  # retail's development set: 88% ("Any stock tips for me?" reads as in-domain)
 FALSE_REFUSAL_CEILING = 0.05
@@ -59,7 +59,7 @@ def test_off_topic_refusals_and_false_refusals_hold_on_the_development_set(name:
     """A regression floor for the scope check on eval.jsonl (the development set, where tuning is allowed). The
     goals in domain.yaml are judged by `kit eval --gate` on the held-out split, not here."""
     from kit.components.embedding import Embedder
-    from kit.services.retrieve import Retriever
+    from kit.services.retrieval.retrieve import Retriever
 
     domain = shipped(name)
     retriever = Retriever.open(domain)
@@ -83,8 +83,9 @@ def test_rules_come_before_handoff(example_copy) -> None:
 
 
 def test_no_domain_is_named_in_the_runtime_code() -> None:
-    runtime = ["kit/services/guardrails.py", "kit/services/chat.py", "kit/services/prompt.py",
-               "kit/services/output_guard.py", "kit/services/reply.py", "kit/components/llm.py", "kit/ui/app.py",
+    runtime = ["kit/services/safety/guardrails.py", "kit/services/assistant/chat.py",
+               "kit/services/assistant/prompt.py", "kit/services/assistant/output_guard.py",
+               "kit/services/assistant/reply.py", "kit/components/llm.py", "kit/ui/app.py",
                *(str(p.relative_to(ROOT)) for p in sorted((ROOT / "kit" / "server").glob("*.py")))]  # fmt: skip
     for rel in runtime:
         text = (ROOT / rel).read_text(encoding="utf-8").lower()

@@ -16,8 +16,8 @@ from conftest import EXAMPLE, ROOT, TEMPLATES
 from pydantic import ValidationError
 
 from kit.domain import load_domain
-from kit.services.guardrails import Guardrails
-from kit.services.hours import Hours
+from kit.services.assistant.hours import Hours
+from kit.services.safety.guardrails import Guardrails
 from kit.settings import OpeningHours
 
 LA = ZoneInfo("America/Los_Angeles")

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-import kit.services.ingest as ingest
+import kit.services.retrieval.ingest as ingest
 from kit.domain import load_domain
-from kit.services.ingest import index_domain, open_store
-from kit.services.retrieve import Retriever
+from kit.services.retrieval.ingest import index_domain, open_store
+from kit.services.retrieval.retrieve import Retriever
 
 
 def add_policy(domain_dir: Path, name: str, text: str | None) -> None:

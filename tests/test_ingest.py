@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pdfs import write_pdf
 
-from kit.services.chunking import sections, split
-from kit.services.loaders import Document, Skip, load
+from kit.services.retrieval.chunking import sections, split
+from kit.services.retrieval.loaders import Document, Skip, load
 from kit.settings import Retrieval, Source, TableSchema
 
 SETTINGS = Retrieval(sources=[Source(path="docs")], chunk_size=200, chunk_overlap=40)

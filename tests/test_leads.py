@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kit.services.leads import BadLead, LeadStore, check_lead, is_reachable
+from kit.services.owner.leads import BadLead, LeadStore, check_lead, is_reachable
 
 
 @pytest.mark.parametrize(

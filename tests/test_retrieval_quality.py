@@ -10,7 +10,7 @@ from conftest import TEMPLATES
 
 from kit.domain import document_files
 from kit.records import EvalItem
-from kit.services.retrieve import Retriever
+from kit.services.retrieval.retrieve import Retriever
 
 
 @pytest.fixture(scope="module", params=TEMPLATES)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from runtime_fixtures import ROOT, tune_domain
 
-from kit.components.model_registry import lookup
+from kit.model_registry import lookup
 
 
 def test_prepare_assembles_the_model_and_loads_the_embedder(run_kit) -> None:

@@ -22,11 +22,11 @@ from kit.errors import KitError
 from kit.server.guards import TokenBuckets
 from kit.server.routes import build_api
 from kit.server.settings import Limits
-from kit.services.admission import Admission, Busy
-from kit.services.chat import ChatService
-from kit.services.feedback import FeedbackStore
-from kit.services.pii import mask_pii
-from kit.services.turns import TurnService
+from kit.services.assistant.admission import Admission, Busy
+from kit.services.assistant.chat import ChatService
+from kit.services.assistant.turns import TurnService
+from kit.services.owner.feedback import FeedbackStore
+from kit.services.safety.pii import mask_pii
 
 USER = [{"role": "user", "content": "How long do I have to return an item?"}]
 
@@ -223,7 +223,7 @@ def test_a_domain_cannot_index_files_outside_its_folder(example_copy: Path) -> N
 )
 def test_stored_conversations_are_masked(tmp_path: Path, text: str, gone: str) -> None:
     from kit.components.chat_template import ChatMessage
-    from kit.services.reply import Reply
+    from kit.services.assistant.reply import Reply
 
     store = FeedbackStore(tmp_path / "fb.sqlite3")
     reply = Reply(question=text, kind="answer", reason="", sources=[], sent=ChatMessage(role="user", content=text),

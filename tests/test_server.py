@@ -11,8 +11,8 @@ import pytest
 from runtime_fixtures import Served
 
 from kit.components.llm import ServerEngine, build_engine
-from kit.services.chat import ChatService
-from kit.services.feedback import FeedbackStore
+from kit.services.assistant.chat import ChatService
+from kit.services.owner.feedback import FeedbackStore
 from kit.settings import ModelSettings, OpenAIServer
 
 QUESTION = "How long do I have to return an item?"
@@ -139,8 +139,8 @@ def test_ten_concurrent_ui_sessions_get_their_own_answers(served: Served) -> Non
 def test_thumbs_are_stored_against_the_answer(served: Served) -> None:
     import gradio as gr
 
-    from kit.services.admission import Admission
-    from kit.services.turns import TurnService
+    from kit.services.assistant.admission import Admission
+    from kit.services.assistant.turns import TurnService
     from kit.ui.app import ChatUI
 
     store = FeedbackStore.for_domain(served.service.domain.build_dir)

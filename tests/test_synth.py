@@ -11,9 +11,9 @@ import pytest
 
 from kit.domain import load_domain
 from kit.records import Conversation
-from kit.services.facts import unsupported
-from kit.services.guardrails import Guardrails
-from kit.services.ingest import collect
+from kit.services.assistant.facts import unsupported
+from kit.services.retrieval.ingest import collect
+from kit.services.safety.guardrails import Guardrails
 from kit.services.synth import SynthOptions, resolve_sources, synthesize, val_path
 from kit.services.synth.dedup import deduplicate
 from kit.services.synth.examples import Example

@@ -1,6 +1,6 @@
-"""One served chat turn for the UI and the API (kit/services/turns.py) on `kit serve`'s real app on a real port: the
-conversation an API client threads by its id, the one admission queue both share, a failure in the middle of an
-answer shown and recorded the same way in both, and request ids in the responses and the logs."""
+"""One served chat turn for the UI and the API (kit/services/assistant/turns.py) on `kit serve`'s real app on a real
+port: the conversation an API client threads by its id, the one admission queue both share, a failure in the middle of
+an answer shown and recorded the same way in both, and request ids in the responses and the logs."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import pytest
 from runtime_fixtures import PlantedEngine, Served, serve
 
 from kit.errors import ModelError
-from kit.services.chat import ChatService
-from kit.services.feedback import FeedbackStore
+from kit.services.assistant.chat import ChatService
+from kit.services.owner.feedback import FeedbackStore
 
 QUESTION = "How long do I have to return an item?"
 FAILURE = ModelError("the model server stopped answering", "check that it is running")
@@ -80,7 +80,7 @@ def test_request_ids_are_honoured_or_made_returned_and_on_the_turns_log_lines(
     unusable = httpx.get(f"{served.url}/v1/models", headers={"X-Request-ID": "a b\tc"}, timeout=10)
     assert unusable.headers["x-request-id"] != "a b\tc"
     ids = {(r.name, getattr(r, "request_id", None)) for r in caplog.records}
-    assert ("kit.services.turns", "shop-42.a") in ids  # the turn, logged in the route's worker thread
+    assert ("kit.services.assistant.turns", "shop-42.a") in ids  # the turn, logged in the route's worker thread
     assert ("kit.server.request_ids", "shop-42.a") in ids and ("kit.server.request_ids", made.headers["x-request-id"])
 
 

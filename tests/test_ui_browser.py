@@ -22,7 +22,7 @@ import httpx
 import pytest
 from runtime_fixtures import ROOT, Served
 
-from kit.services.feedback import FeedbackStore
+from kit.services.owner.feedback import FeedbackStore
 
 ARTIFACTS = ROOT / "build" / "test-artifacts"
 QUESTION = "How long do I have to return an item?"

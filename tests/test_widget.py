@@ -23,7 +23,7 @@ from test_ui_browser import ARTIFACTS, browser, js, wait_for
 
 from kit.server.admin_login import AdminAccess
 from kit.server.settings import Limits
-from kit.services.leads import LeadStore
+from kit.services.owner.leads import LeadStore
 
 API_KEY, WIDGET_KEY, OWNER_PASSWORD = "api-secret", "pk-widget-test", "owner-secret"
 QUESTION = "How long do I have to return an item?"
@@ -74,7 +74,7 @@ def closed_domain(example_dir: Path, dest: Path, origins: list[str]) -> Path:
 def open_server(example_dir: Path, dest: Path, engine: Any, origins: list[str], limits: Limits) -> Iterator[str]:
     from kit.domain import load_domain
     from kit.server.app import build_server
-    from kit.services.chat import ChatService
+    from kit.services.assistant.chat import ChatService
 
     service = ChatService.open(load_domain(closed_domain(example_dir, dest, origins)), engine=engine)
     admin = AdminAccess.from_secret(OWNER_PASSWORD)

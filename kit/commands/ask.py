@@ -21,8 +21,8 @@ def command(domain_dir: str, question: str, as_json: bool) -> None:
       kit ask domains/retail "What is your return window?"
       kit ask domains/retail "Do you ship to Canada?" --json
     """
-    from kit.services.chat import ChatService
-    from kit.services.reply import reply_json
+    from kit.services.assistant.chat import ChatService
+    from kit.services.assistant.reply import reply_json
 
     service = ChatService.open(load_domain(domain_dir))
     reply = service.ask(question)

@@ -10,7 +10,7 @@ from kit.domain import load_domain
 def terminal_chat(domain_dir: str) -> None:
     """Read questions from the terminal until an empty line or end of input; history kept within n_ctx."""
     from kit.components.chat_template import ChatMessage
-    from kit.services.chat import ChatService
+    from kit.services.assistant.chat import ChatService
 
     service = ChatService.open(load_domain(domain_dir))
     history: list[ChatMessage] = []

@@ -158,7 +158,7 @@ def _screen_safety(domain: Domain, split: str) -> tuple[list[str], list[dict[str
     calibration split)."""
     from kit.components.embedding import Embedder
     from kit.services.evaluation import safety
-    from kit.services.guardrails import Guardrails
+    from kit.services.safety.guardrails import Guardrails
 
     guards = Guardrails(domain.spec, Embedder(domain.spec.retrieval.embedding_model).embed)
     _warn_if_miscalibrated(domain)
@@ -169,7 +169,7 @@ def _screen_safety(domain: Domain, split: str) -> tuple[list[str], list[dict[str
 
 
 def _warn_if_miscalibrated(domain: Domain) -> None:
-    from kit.services.guardrails import calibration_mismatch, recalibration_hint
+    from kit.services.safety.guardrails import calibration_mismatch, recalibration_hint
 
     mismatch = calibration_mismatch(domain.spec)
     if mismatch is not None:
@@ -183,7 +183,7 @@ def _safety(domain: Domain, split: str, as_json: bool, use_gate: bool, fp_budget
     split alone screened)."""
     from kit.components.embedding import Embedder
     from kit.services.evaluation import safety
-    from kit.services.guardrails import Guardrails
+    from kit.services.safety.guardrails import Guardrails
 
     if fp_budget is not None:  # calibration reads the calibration split only, and shows nothing of the held-out one
         guards = Guardrails(domain.spec, Embedder(domain.spec.retrieval.embedding_model).embed)

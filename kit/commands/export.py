@@ -26,7 +26,7 @@ def command(run_dir: str, fmt: str, quant: str | None, out: str | None, base_ggu
     from kit.extras import TRAIN
 
     TRAIN.require("kit export")  # llama.cpp's converters and the merge run on torch
-    from kit.services.export import export
+    from kit.services.training.export import export
 
     result = export(run_dir, fmt, quant, out, base_gguf, apply)  # type: ignore[arg-type]
     size = result.path.stat().st_size / 1e6

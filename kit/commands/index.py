@@ -23,7 +23,7 @@ def command(domain_dir: str, quiet: bool) -> None:
     Example:
       kit index domains/retail
     """
-    from kit.services.ingest import index_domain
+    from kit.services.retrieval.ingest import index_domain
 
     domain = load_domain(domain_dir)
     report = index_domain(domain, progress=not quiet)

@@ -58,7 +58,7 @@ def command(
       kit package domains/retail --tag shop-assistant:1 --no-gate
       kit package domains/retail --stage-only --context /tmp/ctx
     """
-    from kit.services import package
+    from kit.services.packaging import package
 
     domain = load_domain(domain_dir)
     tag = tag or f"kit-{domain.name}:latest"

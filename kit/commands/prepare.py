@@ -6,7 +6,7 @@ import time
 
 import click
 
-from kit.components.model_registry import DEFAULT_MODEL, MODELS
+from kit.model_registry import DEFAULT_MODEL, MODELS
 
 
 @click.command("prepare")

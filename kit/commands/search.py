@@ -35,7 +35,7 @@ def command(domain_dir: str, query: str, k: int | None, filters: tuple[str, ...]
       kit search domains/retail "return policy for opened items"
       kit search domains/retail "NW-TNT-0042" -k 1 --json
     """
-    from kit.services.retrieve import Retriever
+    from kit.services.retrieval.retrieve import Retriever
 
     chunks = Retriever.open(load_domain(domain_dir)).retrieve(query, k, parse_filters(filters))
     if as_json:

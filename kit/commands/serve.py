@@ -137,7 +137,7 @@ def run_server(domain_dir: str, host: str, port: int, api_key: str | None) -> No
     import uvicorn
 
     from kit.server.app import build_server
-    from kit.services.chat import ChatService
+    from kit.services.assistant.chat import ChatService
 
     login, limits = prepare(host, port, api_key)
     service = ChatService.open(load_domain(domain_dir))

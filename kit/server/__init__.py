@@ -10,7 +10,7 @@
 
 Facing the public, every request passes two guards before any route: a body-size limit (413) and a token bucket
 per client (429 with Retry-After). The model answers one turn at a time, so turns in progress or waiting, from the
-UI and the API together, are counted in one admission queue (kit/services/admission.py): beyond ``max_busy`` the API
-says "busy, retry" at once (503 with Retry-After) and the UI says busy, instead of letting requests pile up into
+UI and the API together, are counted in one admission queue (kit/services/assistant/admission.py): beyond ``max_busy``
+the API says "busy, retry" at once (503 with Retry-After) and the UI says busy, instead of letting requests pile up into
 timeouts; Gradio's own queue in front of the UI has its bound too (503 "queue full").
 """

@@ -12,12 +12,12 @@ from kit.server.documents_api import add_documents_api
 from kit.server.routes import build_api
 from kit.server.settings import FEEDBACK_DB_ENV, Limits
 from kit.server.widget import WidgetGate, add_widget
-from kit.services.admission import Admission
-from kit.services.chat import ChatService
-from kit.services.documents import DocumentService
-from kit.services.feedback import FeedbackStore
-from kit.services.leads import LeadStore
-from kit.services.turns import TurnService
+from kit.services.assistant.admission import Admission
+from kit.services.assistant.chat import ChatService
+from kit.services.assistant.turns import TurnService
+from kit.services.owner.feedback import FeedbackStore
+from kit.services.owner.leads import LeadStore
+from kit.services.retrieval.documents import DocumentService
 
 
 def build_server(

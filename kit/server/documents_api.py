@@ -14,8 +14,8 @@ from starlette.datastructures import UploadFile
 
 from kit.server.guards import same_secret
 from kit.server.openai_format import api_error
-from kit.services.documents import DocumentInfo, DocumentRejected, DocumentService
-from kit.services.ingest import IndexReport
+from kit.services.retrieval.documents import DocumentInfo, DocumentRejected, DocumentService
+from kit.services.retrieval.ingest import IndexReport
 
 logger = logging.getLogger(__name__)
 STATUS = {"bad_path": 400, "unsupported_type": 415, "too_large": 413, "not_found": 404, "named_in_spec": 409,

@@ -21,10 +21,10 @@ from kit.domain import Domain, load_domain
 from kit.errors import KitError
 from kit.server.routes import build_api
 from kit.server.settings import FEEDBACK_DB_ENV, Limits
-from kit.services.admission import Admission
-from kit.services.chat import ChatService
-from kit.services.feedback import FeedbackStore
-from kit.services.turns import TurnService
+from kit.services.assistant.admission import Admission
+from kit.services.assistant.chat import ChatService
+from kit.services.assistant.turns import TurnService
+from kit.services.owner.feedback import FeedbackStore
 
 # The server's own top-level paths, which a domain's UI at /<name>/ would hide (or be hidden by).
 RESERVED = frozenset({"admin", "docs", "redoc", "static", "assets", "widget"})

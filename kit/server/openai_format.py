@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kit.components.chat_template import ChatMessage
 from kit.server.settings import Limits
-from kit.services.reply import reply_json
-from kit.services.turns import Turn, TurnError
+from kit.services.assistant.reply import reply_json
+from kit.services.assistant.turns import Turn, TurnError
 
 CONVERSATION_ID = r"^[A-Za-z0-9_.:-]+$"
 # A failed turn's code -> (HTTP status, OpenAI's error type).

@@ -24,7 +24,7 @@ from kit.server.openai_format import (
 )
 from kit.server.request_ids import RequestIds
 from kit.server.settings import Limits
-from kit.services.turns import TurnService
+from kit.services.assistant.turns import TurnService
 
 
 def build_api(

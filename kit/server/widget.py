@@ -29,8 +29,8 @@ from kit.server.openai_format import (
     turn_error_response,
 )
 from kit.server.settings import Limits
-from kit.services.leads import BadLead, LeadStore
-from kit.services.turns import TurnService
+from kit.services.assistant.turns import TurnService
+from kit.services.owner.leads import BadLead, LeadStore
 
 logger = logging.getLogger(__name__)
 

@@ -74,8 +74,8 @@ DayRanges = Annotated[list[str], AfterValidator(_hours_ranges)]
 
 class OpeningHours(Strict):
     """When the hand-off contact is staffed, machine-readable: outside these hours a hand-off says when the team is
-    back and offers a lead form instead (kit/services/hours.py). Each weekday lists ranges in local time; a range
-    that ends before it starts runs past midnight (22:00-02:00). A day left out is closed."""
+    back and offers a lead form instead (kit/services/assistant/hours.py). Each weekday lists ranges in local time; a
+    range that ends before it starts runs past midnight (22:00-02:00). A day left out is closed."""
 
     timezone: Annotated[str, AfterValidator(_time_zone)] = Field(
         description="IANA time zone the hours are in, e.g. America/Los_Angeles (daylight saving follows it)."

@@ -30,8 +30,8 @@ class Privacy(Strict):
     store_transcripts: Literal["full", "masked", "none"] = Field(
         default="masked",
         description="'masked': questions and answers stored with personal data replaced by placeholders (e-mails, "
-        "phone and card numbers, dates of birth, street addresses, names given; kit/services/pii.py); 'full': as "
-        "written; 'none': no transcript at all (no ratings either).",
+        "phone and card numbers, dates of birth, street addresses, names given; kit/services/safety/pii.py); "
+        "'full': as written; 'none': no transcript at all (no ratings either).",
     )
     retention_days: int | None = Field(
         default=None,

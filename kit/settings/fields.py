@@ -9,7 +9,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 
-from kit.components.model_registry import is_embedded, lookup
+from kit.model_registry import is_embedded, lookup
 
 EMBEDDED = "embedded"
 # Embedding models that ship in PyPI packages, for retrieval.embedding_model (kit/components/embedding.py loads

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from kit.components.model_registry import MODELS, is_embedded, lookup
+from kit.model_registry import MODELS, is_embedded, lookup
 from kit.settings.fields import EMBEDDED, FilePath, ModelPath, OptionalFile, Strict
 
 
@@ -82,7 +82,8 @@ class ModelSettings(Strict):
     claim_check: bool = Field(
         default=True,
         description="Before an answer is sent, drop sentences whose facts no given document holds, cut run-on text, "
-        "replace a 'yes' the passage contradicts; quote the passage when nothing is left (kit/services/claims.py).",
+        "replace a 'yes' the passage contradicts; quote the passage when nothing is left "
+        "(kit/services/assistant/claims.py).",
     )
     server: OpenAIServer | None = Field(
         default=None,

@@ -1,9 +1,9 @@
-"""The chat UI: Gradio Blocks over the served chat turn (kit/services/turns.py) only.
+"""The chat UI: Gradio Blocks over the served chat turn (kit/services/assistant/turns.py) only.
 
 Per browser session it keeps the conversation id, the history as the model saw it (for KV-cache
 reuse) and the stored turn id of each answer (for thumbs up/down). Admission, recording and errors
 are the turn service's, the same as the API's. A hand-off outside opening hours opens a short lead form under the
-chat (name, e-mail or phone, question), stored by the lead service (kit/services/leads.py).
+chat (name, e-mail or phone, question), stored by the lead service (kit/services/owner/leads.py).
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ from typing import Any
 
 import gradio as gr
 
-from kit.components.chat_template import ChatMessage
-from kit.services.feedback import new_conversation
-from kit.services.leads import BadLead, LeadStore
-from kit.services.reply import Reply
-from kit.services.turns import TurnService
+from kit.services.assistant.reply import Reply
+from kit.services.assistant.turns import ChatMessage, TurnService
+from kit.services.owner.feedback import new_conversation
+from kit.services.owner.leads import BadLead, LeadStore
 
 logger = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ with atheris.instrument_imports(include=["kit", "yaml", "pypdf", "bs4"]):
 
     import kit.domain
     import kit.server.routes
-    import kit.services.chunking
-    import kit.services.guardrails
-    import kit.services.loaders
+    import kit.services.retrieval.chunking
+    import kit.services.retrieval.loaders
+    import kit.services.safety.guardrails
     import kit.validation.checks  # noqa: F401
 
 JSONL_KINDS = ("train", "eval", "faq")

@@ -23,8 +23,8 @@ from decimal import Decimal
 from typing import Protocol
 
 from kit.records import EvalItem
-from kit.services.claims import invented, junk, polarity
-from kit.services.facts import facts, number
+from kit.services.assistant.claims import invented, junk, polarity
+from kit.services.assistant.facts import facts, number
 
 NUMERIC = re.compile(r"[$€£]?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
 # Saying the documents don't hold it: "we don't carry", "no information", "I'm not sure", "isn't listed"

@@ -13,9 +13,9 @@ from typing import Any
 
 from kit.components.chat_template import ChatMessage
 from kit.components.llm import model_label
-from kit.components.model_registry import is_embedded, lookup
 from kit.domain import Domain
 from kit.errors import KitError
+from kit.model_registry import is_embedded, lookup
 from kit.records import EvalItem
 from kit.services.evaluation.metrics import Scored, Turn, score
 from kit.settings import ModelSettings, OpenAIServer
@@ -160,7 +160,7 @@ def run_model(domain: Domain, choice: ModelChoice, cases: Sequence[Case], progre
     from tqdm import tqdm
 
     from kit.components.llm import build_engine
-    from kit.services.chat import ChatService
+    from kit.services.assistant.chat import ChatService
 
     run = ModelRun(choice)
     sampler = _PeakRss()
@@ -176,7 +176,7 @@ def run_model(domain: Domain, choice: ModelChoice, cases: Sequence[Case], progre
 
 
 def _one(service: Any, case: Case) -> Outcome:
-    from kit.services.reply import generation_s
+    from kit.services.assistant.reply import generation_s
 
     item = case.item
     history = [ChatMessage(role=m.role, content=m.content) for m in item.history]

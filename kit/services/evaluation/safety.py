@@ -23,7 +23,7 @@ from kit.domain import Domain
 from kit.errors import DataError
 from kit.files import replace_text
 from kit.records import SafetyItem
-from kit.services.guardrails import Guardrails, Score
+from kit.services.safety.guardrails import Guardrails, Score
 from kit.settings import SafetyGate, embedding_name
 from kit.validation.files import read_jsonl
 

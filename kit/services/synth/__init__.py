@@ -18,7 +18,7 @@ from typing import Any
 from kit.chunk import Chunk
 from kit.domain import Domain
 from kit.files import replace_text
-from kit.services.facts import unsupported
+from kit.services.assistant.facts import unsupported
 from kit.services.synth.dedup import deduplicate
 from kit.services.synth.examples import Example, chunk_ref, resolve_sources
 from kit.services.synth.guarded import guarded_examples
@@ -96,7 +96,7 @@ def _source(ex: Example) -> str:
 
 def synthesize(domain: Domain, options: SynthOptions) -> SynthReport:
     """Generate, check, de-duplicate, split and write; the report says what was kept and dropped."""
-    from kit.services.ingest import collect
+    from kit.services.retrieval.ingest import collect
 
     report = SynthReport()
     templates = load_templates(domain.root)

@@ -27,7 +27,7 @@ class Example:
 
     def record(self, domain_name: str, with_context: bool) -> dict[str, Any]:
         """The conversation as one JSONL object (validated as a Conversation)."""
-        from kit.services.prompt import user_turn
+        from kit.services.assistant.prompt import user_turn
 
         messages: list[dict[str, str]] = []
         for question, answer in self.turns:

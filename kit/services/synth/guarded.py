@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 
-from kit.services.guardrails import Guardrails
+from kit.services.safety.guardrails import Guardrails
 from kit.services.synth.examples import Example
 from kit.services.synth.offline import Missing, casual, render
 from kit.services.synth.templates import Templates

@@ -3,7 +3,7 @@
 Each example is the exact prompt the runtime would send for the conversation's last question: the domain's
 system prompt, earlier turns with the documents they were sent with, and the question with the chunks retrieval
 finds for it, fitted to ``max_length`` with the runtime's own ``fit``. Which query retrieval gets for a short
-follow-up, and how a turn and its documents are written, come from ``kit.services.prompt`` (the one follow-up
+follow-up, and how a turn and its documents are written, come from ``kit.services.assistant.prompt`` (the one follow-up
 rule and the prompt contract), so training never sees a prompt the runtime would not send.
 """
 
@@ -39,7 +39,7 @@ class Example:
 
 
 class TokenCounter:
-    """What ``kit.services.prompt.fit`` needs from an engine, backed by the training tokenizer."""
+    """What ``kit.services.assistant.prompt.fit`` needs from an engine, backed by the training tokenizer."""
 
     def __init__(self, tokenizer: Any, template: str, n_ctx: int) -> None:
         self.tokenizer, self.template, self.n_ctx = tokenizer, get_template(template), n_ctx
@@ -67,11 +67,11 @@ def read_conversations(domain: Domain) -> list[tuple[str, Conversation]]:
 
 def ground(conv: Conversation, system: str, retriever: Any, counter: TokenCounter, k: int) -> list[ChatMessage] | None:
     """The messages the runtime would send for ``conv``'s last question, plus its answer (its citations added, see
-    ``kit.services.citations``); None if nothing fits. Chunks an example names as its sources (``kit synth`` records
-    them) come first, as its answer cites them."""
+    ``kit.services.training.citations``); None if nothing fits. Chunks an example names as its sources (``kit synth``
+    records them) come first, as its answer cites them."""
     from kit.components.llm import ContextOverflow
-    from kit.services.citations import cite
-    from kit.services.prompt import fit, follow_up_query, user_turn
+    from kit.services.assistant.prompt import fit, follow_up_query, user_turn
+    from kit.services.training.citations import cite
 
     msgs = [m for m in conv.messages if m.role != "system"]  # the runtime's own system prompt is used
     last_user = max(i for i, m in enumerate(msgs) if m.role == "user")
@@ -123,7 +123,7 @@ def build_examples(
     domain: Domain, retriever: Any, tokenizer: Any, template: str, max_length: int, k: int
 ) -> list[Example]:
     """Grounded, tokenised examples of every conversation; every one that cannot fit is reported together."""
-    from kit.services.prompt import system_prompt
+    from kit.services.assistant.prompt import system_prompt
 
     system = system_prompt(domain)
     counter = TokenCounter(tokenizer, template, max_length)
@@ -149,8 +149,8 @@ def build_examples(
 
 def grounded_examples(domain: Domain, tokenizer: Any, template: str, preset: Preset) -> list[Example]:
     """Index the domain if needed, then ground every conversation with retrieval as the runtime does."""
-    from kit.services.ingest import index_domain
-    from kit.services.retrieve import Retriever
+    from kit.services.retrieval.ingest import index_domain
+    from kit.services.retrieval.retrieve import Retriever
 
     index_domain(domain, progress=False)
     retriever = Retriever.open(domain)

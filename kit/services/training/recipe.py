@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from kit import __version__
-from kit.components.model_registry import EMBEDDED_PREFIX, TRAINABLE, is_embedded
 from kit.domain import Domain
 from kit.errors import KitError
+from kit.model_registry import EMBEDDED_PREFIX, TRAINABLE, is_embedded
 from kit.services.training.data import Example, grounded_examples, read_conversations, split
 from kit.services.training.preset import Preset, load_preset
 from kit.services.training.processes import Processes, current, main_logs_only

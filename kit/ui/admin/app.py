@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import gradio as gr
 
-from kit.services.documents import DocumentService
-from kit.services.insights import InsightsService
-from kit.services.leads import LeadStore
-from kit.services.turns import TurnService
+from kit.services.assistant.turns import TurnService
+from kit.services.owner.insights import InsightsService
+from kit.services.owner.leads import LeadStore
+from kit.services.retrieval.documents import DocumentService
 from kit.ui.admin.documents import add_documents_tab
 from kit.ui.admin.insights import add_insight_tabs
 from kit.ui.admin.leads import add_leads_tab

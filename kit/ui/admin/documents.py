@@ -9,8 +9,8 @@ from typing import Any
 
 import gradio as gr
 
-from kit.services.documents import DocumentService, Progress
-from kit.services.loaders import SUFFIXES
+from kit.services.retrieval.documents import DocumentService, Progress
+from kit.services.retrieval.loaders import SUFFIXES
 
 COLUMNS = ["Document", "Type", "Size (kB)", "Chunks served", "Named in domain.yaml"]
 POLL_S = 1.0

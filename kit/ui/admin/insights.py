@@ -14,9 +14,9 @@ import gradio as gr
 import pandas as pd
 
 from kit.errors import KitError
-from kit.services.analytics import OUTCOMES, Analytics
-from kit.services.content_gaps import SIMILAR, WEAK_BELOW
-from kit.services.insights import SHOW, Found, InsightsService, Search
+from kit.services.owner.analytics import OUTCOMES, Analytics
+from kit.services.owner.content_gaps import SIMILAR, WEAK_BELOW
+from kit.services.owner.insights import SHOW, Found, InsightsService, Search
 
 logger = logging.getLogger(__name__)
 

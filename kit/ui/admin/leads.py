@@ -11,7 +11,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from kit.services.leads import LeadStore
+from kit.services.owner.leads import LeadStore
 
 COLUMNS = ["When (UTC)", "Name", "E-mail or phone", "Question"]
 

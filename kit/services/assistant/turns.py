@@ -1,7 +1,7 @@
 """One served chat turn, the same for the UI and the API.
 
-A turn takes a place in the one admission queue in front of the model (kit/services/admission.py), belongs to a
-conversation (a client threads one by passing its id back; otherwise a new one starts), streams the chat service's
+A turn takes a place in the one admission queue in front of the model (kit/services/assistant/admission.py), belongs to
+a conversation (a client threads one by passing its id back; otherwise a new one starts), streams the chat service's
 reply, turns an error — before the answer or in the middle of it — into one ``TurnError``, and is recorded in the
 feedback store when it ends, failed turns included.
 """
@@ -18,10 +18,10 @@ from kit.components.chat_template import ChatMessage
 from kit.components.llm import ContextOverflow
 from kit.domain import Domain
 from kit.errors import KitError
-from kit.services.admission import Admission, Busy
-from kit.services.chat import ChatService
-from kit.services.feedback import FeedbackStore, answer_shown, new_conversation
-from kit.services.reply import Reply
+from kit.services.assistant.admission import Admission, Busy
+from kit.services.assistant.chat import ChatService
+from kit.services.assistant.reply import Reply
+from kit.services.owner.feedback import FeedbackStore, answer_shown, new_conversation
 
 logger = logging.getLogger(__name__)
 

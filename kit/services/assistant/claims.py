@@ -9,8 +9,8 @@ So every answer, from any engine, is read again, one sentence at a time, before 
 - junk ends the answer: a sentence that writes another turn, glued or control tokens, another script, or one the
   answer already said, and everything after it, is cut (run-on text after the answer);
 - an answer that opens with "yes" to a yes/no question when the passage closest to the question plainly says no to
-  the question's case is not sent as it is (kit/services/passages.py: a negation of its own, the lead-in line or
-  heading of the exclusion list it stands in, an "only" the question's case falls outside of);
+  the question's case is not sent as it is (kit/services/assistant/passages.py: a negation of its own, the lead-in line
+  or heading of the exclusion list it stands in, an "only" the question's case falls outside of);
 - a kept sentence that cites nothing gets the citation of the document that holds it: the given document holding
   all of its facts that shares most content words with it (at least ``MIN_ATTRIBUTED``), as "… $59.00 [2]."
   (small instruct models often state a document's facts without its number).
@@ -29,9 +29,9 @@ from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kit.services.facts import unsupported
-from kit.services.passages import WORD, Given, closest, content_words, contradiction, sentence_ends, sentences
-from kit.services.prompt import CITE
+from kit.services.assistant.facts import unsupported
+from kit.services.assistant.passages import WORD, Given, closest, content_words, contradiction, sentence_ends, sentences
+from kit.services.assistant.prompt import CITE
 
 logger = logging.getLogger(__name__)
 

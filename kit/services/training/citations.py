@@ -14,8 +14,8 @@ import re
 from collections.abc import Sequence
 
 from kit.chunk import Chunk
-from kit.services.facts import Fact, Source, facts
-from kit.services.prompt import CITE
+from kit.services.assistant.facts import Fact, Source, facts
+from kit.services.assistant.prompt import CITE
 
 WORD = re.compile(r"[a-z0-9]{4,}")
 

@@ -19,8 +19,8 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
-from kit.services.pii import mask_pii
-from kit.services.reply import Reply
+from kit.services.assistant.reply import Reply
+from kit.services.safety.pii import mask_pii
 from kit.settings import Privacy
 
 logger = logging.getLogger(__name__)

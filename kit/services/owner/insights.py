@@ -1,5 +1,5 @@
 """What the owner's console shows of the conversations: search, the turns of one, corrections, content gaps,
-analytics and the latest eval report, all read from the domain's feedback store (kit/services/feedback.py).
+analytics and the latest eval report, all read from the domain's feedback store (kit/services/owner/feedback.py).
 
 The console (kit/ui/admin/insights.py) calls this service only.
 """
@@ -16,10 +16,10 @@ from zoneinfo import ZoneInfo
 from kit.domain import Domain
 from kit.errors import DataError
 from kit.records import Conversation
-from kit.services import corrections
-from kit.services.analytics import Analytics, analytics
-from kit.services.content_gaps import SIMILAR, WEAK_BELOW, Embed, Gap, find_gaps, is_gap
-from kit.services.feedback import FeedbackStore
+from kit.services.owner import corrections
+from kit.services.owner.analytics import Analytics, analytics
+from kit.services.owner.content_gaps import SIMILAR, WEAK_BELOW, Embed, Gap, find_gaps, is_gap
+from kit.services.owner.feedback import FeedbackStore
 
 logger = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ A rule or trigger fires when one of its patterns matches the message (as written
 quotes folded), or when the message, or one of its sentences, is at least the rule's `threshold` close (cosine
 similarity of the query embedder) to one of its `examples`: rephrasings, typos and other languages that no pattern
 foresaw. Rules and triggers are tried in their order in domain.yaml; the first that fires decides.
-A hand-off that uses handoff.message, outside the contact's opening hours (kit/services/hours.py), says when the
-team is back and offers the lead form instead; rules, and triggers with their own message, never change with the hours.
-Personal data is masked before anything is stored (kit/services/pii.py).
+A hand-off that uses handoff.message, outside the contact's opening hours (kit/services/assistant/hours.py), says when
+the team is back and offers the lead form instead; rules, and triggers with their own message, never change with the
+hours. Personal data is masked before anything is stored (kit/services/safety/pii.py).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Literal
 import numpy as np
 
 from kit.chunk import Chunk
-from kit.services.hours import Hours
+from kit.services.assistant.hours import Hours
 from kit.settings import Contact, DomainSpec, embedding_name
 
 Kind = Literal["answer", "refuse", "handoff", "rule"]

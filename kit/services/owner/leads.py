@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kit.errors import KitError
-from kit.services.feedback import DAY_S, connect
+from kit.services.owner.feedback import DAY_S, connect
 
 FILE = "leads.sqlite3"
 SCHEMA = """

@@ -24,9 +24,9 @@ from typing import Literal
 
 from kit.domain import Domain, document_files
 from kit.errors import KitError, Problem
-from kit.services.chat import ChatService
-from kit.services.ingest import IndexReport, index_domain, manifest_path, prune_index
-from kit.services.loaders import SUFFIXES, Document, Skip, load
+from kit.services.assistant.chat import ChatService
+from kit.services.retrieval.ingest import IndexReport, index_domain, manifest_path, prune_index
+from kit.services.retrieval.loaders import SUFFIXES, Document, Skip, load
 from kit.settings import Source
 
 logger = logging.getLogger(__name__)
@@ -218,7 +218,7 @@ class DocumentService:
 
     def _apply(self, rel: str, data: bytes | None, action: str) -> IndexReport:
         """Write, check, index, swap; on any failure put the file and the manifest back as they were."""
-        from kit.services.retrieve import Retriever
+        from kit.services.retrieval.retrieve import Retriever
         from kit.validation.checks import validate_domain
 
         path, manifest = self.domain.root / rel, manifest_path(self.domain)

@@ -13,9 +13,9 @@ import re
 from collections.abc import Generator, Iterator, Sequence
 
 from kit.components.chat_template import ChatMessage
-from kit.services.pii import find_pii, pii_spans
-from kit.services.prompt import CITE
-from kit.services.reply import Reply
+from kit.services.assistant.prompt import CITE
+from kit.services.assistant.reply import Reply
+from kit.services.safety.pii import find_pii, pii_spans
 from kit.settings import WITHHELD_MESSAGE
 
 SPAN_WORDS = 8  # this many words in a row from the system prompt (and not from the documents or the user) leak it

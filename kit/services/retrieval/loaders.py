@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kit.chunk import Chunk
-from kit.services.chunking import sections, split
+from kit.services.retrieval.chunking import sections, split
 from kit.settings import Retrieval, TableSchema
 from kit.validation.files import jsonl_lines
 

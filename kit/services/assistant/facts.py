@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from kit.services.prompt import CITE
+from kit.services.assistant.prompt import CITE
 
 MONTHS = {
     m: i

@@ -9,9 +9,9 @@ from typing import Any
 
 from kit.chunk import Chunk
 from kit.components.chat_template import ChatMessage
-from kit.services.claims import ClaimCheck
-from kit.services.guardrails import Kind
-from kit.services.prompt import CITE
+from kit.services.assistant.claims import ClaimCheck
+from kit.services.assistant.prompt import CITE
+from kit.services.safety.guardrails import Kind
 
 
 @dataclass(frozen=True)

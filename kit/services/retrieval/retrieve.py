@@ -13,7 +13,14 @@ from kit.chunk import Chunk
 from kit.components.keyword import KeywordIndex, identifiers
 from kit.domain import Domain
 from kit.errors import IndexMissing
-from kit.services.ingest import chunk_from_row, index_domain, indexed_model, open_store, read_manifest, stale_model
+from kit.services.retrieval.ingest import (
+    chunk_from_row,
+    index_domain,
+    indexed_model,
+    open_store,
+    read_manifest,
+    stale_model,
+)
 
 CANDIDATES = 30
 

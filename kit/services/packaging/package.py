@@ -14,7 +14,7 @@ The context is self-contained and read top to bottom by ``docker/Dockerfile``::
 
 Every model's licence must be known: the embedded models' terms ship with kit (Gemma's and MiniLM's in
 ``docker/licences/``, the Apache-2.0 text in ``kit/licences/``, with a NOTICE of each model's origin and hash
-written from ``kit/components/model_registry.py``); a user's own GGUF must have its licence files (LICENSE,
+written from ``kit/model_registry.py``); a user's own GGUF must have its licence files (LICENSE,
 NOTICE, USE_POLICY...) in its folder, or the user accepts it explicitly.
 """
 
@@ -34,14 +34,14 @@ from typing import TYPE_CHECKING
 import yaml
 
 from kit import __version__
-from kit.components.model_registry import GEMMA_TERMS, is_embedded, lookup
 from kit.domain import SPEC_FILE, Domain, load_domain
 from kit.errors import KitError
+from kit.model_registry import GEMMA_TERMS, is_embedded, lookup
 from kit.settings import EMBEDDED, embedding_name
 from kit.shipped import PACKAGED, shipped_root
 
 if TYPE_CHECKING:
-    from kit.components.model_registry import NamedModel
+    from kit.model_registry import NamedModel
 
 SOURCE_ROOT = shipped_root()  # the checkout, or a wheel's copy of the project files
 KIT_CODE = Path(__file__).resolve().parents[1]  # the kit package the image runs

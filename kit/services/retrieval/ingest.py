@@ -23,7 +23,7 @@ from pathlib import Path
 from kit.chunk import Chunk
 from kit.domain import Domain, document_files
 from kit.errors import KitError
-from kit.services.loaders import Document, Skip, load
+from kit.services.retrieval.loaders import Document, Skip, load
 from kit.settings import embedding_name
 
 logger = logging.getLogger(__name__)

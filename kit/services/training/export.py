@@ -212,7 +212,7 @@ def merge_to_f16(run: Run, tmp: Path) -> Path:
 def runtime_base(run: Run, out_dir: Path, tmp: Path) -> str:
     """The GGUF the adapter is applied to at run time: the embedded model, or the base converted once."""
     from kit.components.converters import run_script
-    from kit.components.model_registry import EMBEDDED_PREFIX, TRAINABLE
+    from kit.model_registry import EMBEDDED_PREFIX, TRAINABLE
 
     if _trained_on_embedded(run):
         return f"{EMBEDDED_PREFIX}{TRAINABLE}"

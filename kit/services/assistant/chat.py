@@ -1,5 +1,5 @@
-"""One chat turn: guardrails, retrieval, the prompt (kit/services/prompt.py), the model's streamed answer through
-the output guard (kit/services/output_guard.py), and the reply (kit/services/reply.py)."""
+"""One chat turn: guardrails, retrieval, the prompt (kit/services/assistant/prompt.py), the model's streamed answer
+through the output guard (kit/services/assistant/output_guard.py), and the reply (kit/services/assistant/reply.py)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,9 @@ from kit.components.chat_template import ChatMessage
 from kit.components.llm import Engine
 from kit.domain import Domain
 from kit.errors import SpecError
-from kit.services.claims import ClaimCheck, streamed
-from kit.services.guardrails import Guardrails, Verdict, calibration_mismatch, recalibration_hint
-from kit.services.output_guard import OutputGuard, guarded, until_phantom_citation
-from kit.services.prompt import (
+from kit.services.assistant.claims import ClaimCheck, streamed
+from kit.services.assistant.output_guard import OutputGuard, guarded, until_phantom_citation
+from kit.services.assistant.prompt import (
     PROMPT_MARKERS,
     defang,
     fit,
@@ -25,11 +24,12 @@ from kit.services.prompt import (
     system_prompt,
     with_documents,
 )
-from kit.services.reply import Reply, refs
+from kit.services.assistant.reply import Reply, refs
+from kit.services.safety.guardrails import Guardrails, Verdict, calibration_mismatch, recalibration_hint
 
 
 class Retriever(Protocol):
-    """What chat needs from retrieval (``kit.services.retrieve.Retriever``)."""
+    """What chat needs from retrieval (``kit.services.retrieval.retrieve.Retriever``)."""
 
     def retrieve(self, query: str, k: int | None = None, filters: dict[str, str] | None = None) -> list[Chunk]:
         """The k best chunks for ``query``, best first."""
@@ -53,7 +53,7 @@ class ChatService:
         """Everything built from the domain: its index (IndexMissing if none), its model, its guardrails."""
         from kit.components.embedding import Embedder
         from kit.components.llm import build_engine
-        from kit.services.retrieve import Retriever as IndexRetriever
+        from kit.services.retrieval.retrieve import Retriever as IndexRetriever
 
         mismatch = calibration_mismatch(domain.spec)
         if mismatch is not None:

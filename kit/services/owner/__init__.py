@@ -1,0 +1,2 @@
+"""The owner's side after shipping: the feedback store, conversation review and corrections, content gaps,
+analytics and leads."""
