@@ -58,7 +58,7 @@ def check_names(domains: Sequence[Domain]) -> None:
 
 def feedback_store(domain: Domain) -> FeedbackStore:
     """The domain's own store: in its build folder, or beside KIT_FEEDBACK_DB's file with the domain's name added
-    (``/data/feedback.sqlite3`` -> ``/data/feedback-retail.sqlite3``)."""
+    (``/data/feedback.sqlite3`` -> ``/data/feedback-<name>.sqlite3``)."""
     db, privacy = os.environ.get(FEEDBACK_DB_ENV), domain.spec.privacy
     if db:
         path = Path(db)

@@ -44,10 +44,10 @@ if TYPE_CHECKING:
     from kit.model_registry import NamedModel
 
 SOURCE_ROOT = shipped_root()  # the checkout, or a wheel's copy of the project files
-KIT_CODE = Path(__file__).resolve().parents[1]  # the kit package the image runs
+KIT_CODE = Path(__file__).resolve().parents[2]  # the kit package the image runs
 DOCKER_DIR = SOURCE_ROOT / "docker"
 LICENCES_DIR = DOCKER_DIR / "licences"
-KIT_LICENCES_DIR = Path(__file__).resolve().parents[1] / "licences"  # package data: licence texts by SPDX id
+KIT_LICENCES_DIR = KIT_CODE / "licences"  # package data: licence texts by SPDX id
 EMBEDDED_EMBEDDER_LICENCE = "all-MiniLM-L6-v2"
 KEEP_EMPTY = ".gitkeep"  # keeps an empty source folder (where console uploads go) in git and in the image
 INDEX_PARTS = ("manifest.json", "chroma")  # what of <domain>/build/ the image needs; not feedback, runs, reports
