@@ -372,7 +372,7 @@ def test_an_owner_finds_a_thumbs_down_answer_and_corrects_it_in_a_real_browser(
             tab("Analytics")
             wait_for(lambda: js(cdp, "!!document.querySelector('#kit-admin-outcomes canvas, #kit-admin-outcomes svg')"),
                      60)  # fmt: skip
-            assert "6 conversations, 6 questions" in page()
+            wait_for(lambda: "6 conversations, 6 questions" in page(), 60)  # the summary may come after the plot
             screenshot("console-analytics.png")
     saved = [json.loads(line) for line in (domain.root / CORRECTIONS).read_text(encoding="utf-8").splitlines()]
     assert [m["content"] for m in saved[0]["messages"]] == [
