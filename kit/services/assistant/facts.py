@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from kit.services.assistant.prompt import CITE
+from kit.services.safety.pii import EMAIL
 
 MONTHS = {
     m: i
@@ -35,7 +36,7 @@ _MONTH = r"(?P<month>" + "|".join(sorted(MONTHS, key=len, reverse=True)) + r")\.
 _ISO_DATE = r"(?P<iso>\d{4}-\d{2}-\d{2})"
 _MONTH_DAY = _MONTH + r"\s+(?P<day>\d{1,2})(?:st|nd|rd|th)?(?:,?\s+(?P<year>\d{4}))?"
 _DAY_MONTH = r"(?P<day2>\d{1,2})(?:st|nd|rd|th)?\s+" + _MONTH.replace("month", "month2") + r"(?:,?\s+(?P<year2>\d{4}))?"
-_EMAIL = r"(?P<email>[\w.+-]+@[\w-]+(?:\.[\w-]+)+)"
+_EMAIL = rf"(?P<email>{EMAIL})"
 _PHONE = r"(?P<phone>(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?|\d{3}[.-])\d{3}[ .-]?\d{4})"
 _TIME = r"(?P<time>\b\d{1,2}(?::\d{2})?\s?[ap](?:\.m\.|m\b)|\b\d{1,2}:\d{2}\b)"
 _IDENT = r"(?P<ident>\b(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*\b)"

@@ -19,6 +19,7 @@ from typing import Any
 
 from kit.errors import KitError
 from kit.services.owner.feedback import DAY_S, connect
+from kit.services.safety.pii import EMAIL
 
 FILE = "leads.sqlite3"
 SCHEMA = """
@@ -33,7 +34,7 @@ CREATE TABLE IF NOT EXISTS leads (
 """
 COLUMNS = ("id", "created", "name", "contact", "question", "conversation")
 MAX_NAME, MAX_CONTACT, MAX_QUESTION = 120, 200, 2000
-EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
+EMAIL_RE = re.compile(EMAIL)
 PHONE = re.compile(r"\+?[\d\s().-]+")
 CONVERSATION = re.compile(r"[A-Za-z0-9_.:-]{0,64}")
 
@@ -78,7 +79,7 @@ def check_lead(name: str, contact: str, question: str, conversation: str = "") -
 def is_reachable(contact: str) -> bool:
     """An e-mail address, or a phone number of 7 to 15 digits (ITU's longest), spaces and ()-. allowed."""
     if "@" in contact:
-        return EMAIL.fullmatch(contact) is not None
+        return EMAIL_RE.fullmatch(contact) is not None
     digits = sum(ch.isdigit() for ch in contact)
     return PHONE.fullmatch(contact) is not None and 7 <= digits <= 15
 
