@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kit.components.chat_template import ChatMessage, ChatTemplate, get_template
 from kit.components.models import check_gguf, named_gguf
+from kit.components.openai_client import OpenAIClient, Unreachable, error_message
 from kit.errors import KitError, ModelError
 from kit.model_registry import is_embedded, lookup
 from kit.settings import ModelSettings, Sampling
@@ -299,7 +300,8 @@ class ServerEngine:
         self.template = get_template(settings.chat_template)
         self.name = model_label(settings)
         self.n_ctx = settings.n_ctx
-        self.url = self.server.base_url.rstrip("/") + "/chat/completions"
+        self.client = OpenAIClient(self.server.base_url, self.server.api_key_env, SERVER_TIMEOUT_S)
+        self.url = self.client.chat_url
         for ignored in server_ignores(settings):
             logger.warning("%s; through %s it is off", ignored, self.server.base_url)
 
@@ -323,43 +325,27 @@ class ServerEngine:
         }
         return self._post(body)
 
-    def _headers(self) -> dict[str, str]:
-        key = os.environ.get(self.server.api_key_env) if self.server.api_key_env else None
-        return {"Authorization": f"Bearer {key}"} if key else {}
-
     def _post(self, body: dict[str, Any]) -> Iterator[str]:
-        import httpx
-
         try:
-            with httpx.stream("POST", self.url, json=body, headers=self._headers(), timeout=SERVER_TIMEOUT_S) as resp:
+            with self.client.stream_chat(body) as resp:
                 if resp.status_code != 200:
                     resp.read()
                     raise self._refused(resp.status_code, resp.text)
                 yield from _sse_text(resp.iter_lines(), self.url)
-        except httpx.HTTPError as exc:
+        except Unreachable as exc:
             raise ModelError(
                 f"the model server at {self.url} did not answer: {exc}", "check model.server.base_url and that it runs"
             ) from None
 
     def _refused(self, status: int, text: str) -> KitError:
         """The error for a refused request: a prompt over the server's context in plain words, else its own."""
-        said = _error_message(text)
+        said = error_message(text)
         if "context_length_exceeded" in text or "context length" in said or "context window" in said:
             return ContextOverflow(
                 f"the conversation is longer than the model server's context: {said}",
                 f"start a new chat, or set model.n_ctx in domain.yaml to the server's context (now {self.n_ctx})",
             )
         return ModelError(f"the model server at {self.url} answered {status}: {said}")
-
-
-def _error_message(text: str) -> str:
-    """The message of an OpenAI-style error body ({"error": {"message": ...}}), else the body's start."""
-    try:
-        error = json.loads(text).get("error")
-    except (ValueError, AttributeError):
-        error = None
-    message = error.get("message") if isinstance(error, dict) else error
-    return str(message)[:300] if message else text[:200]
 
 
 def estimate_tokens(text: str) -> int:

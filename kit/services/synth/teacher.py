@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from kit.chunk import Chunk
+from kit.components.openai_client import OpenAIClient, Unreachable
 from kit.errors import KitError
 
 DEFAULT_KEY_ENV = "KIT_TEACHER_API_KEY"
@@ -78,7 +79,7 @@ class Reply:
 
 
 class TeacherClient:
-    """A small OpenAI-compatible chat-completions client over httpx, with retries and back-off."""
+    """The teacher's chat completions over kit's OpenAI-compatible client, with retries and back-off."""
 
     def __init__(
         self,
@@ -88,29 +89,23 @@ class TeacherClient:
         timeout_s: float = 120.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        import httpx
-
-        key = os.environ.get(spec.key_env)
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.spec = spec
         self.retries = retries
         self.backoff_s = backoff_s
         self.sleep = sleep
-        self.http = httpx.Client(base_url=spec.base_url, headers=headers, timeout=timeout_s)
+        self.client = OpenAIClient(spec.base_url, spec.key_env, timeout_s)
 
     def close(self) -> None:
-        self.http.close()
+        self.client.close()
 
     def complete(self, messages: list[dict[str, str]], seed: int) -> tuple[dict[str, Any], int]:
         """The server's JSON reply to one chat completion, and how many retries it took."""
-        import httpx
-
         body = {"model": self.spec.model, "messages": messages, "temperature": 0.7, "seed": seed}
         for attempt in range(self.retries + 1):
             wait_s = self.backoff_s * 2**attempt * (0.5 + random.random() / 2)
             try:
-                response = self.http.post("/chat/completions", json=body)
-            except httpx.TransportError as exc:
+                response = self.client.post_chat(body)
+            except Unreachable as exc:
                 error = f"cannot reach {self.spec.base_url}: {exc}"
             else:
                 if response.status_code == 200:
