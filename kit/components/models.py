@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 from kit.errors import MissingDependency, ModelError
 from kit.files import replace_text
-from kit.model_registry import DEFAULT_MODEL, NamedModel, Part, lookup
+from kit.model_registry import NamedModel, Part, lookup
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +37,6 @@ def cache_dir() -> Path:
     """Where assembled models live: ``$KIT_CACHE`` or ``~/.cache/kit/models``."""
     env = os.environ.get("KIT_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "kit" / "models"
-
-
-def embedded_gguf() -> Path:
-    """Path of the default embedded GGUF (plain ``embedded``), assembled and checked on first use."""
-    return named_gguf(DEFAULT_MODEL)
 
 
 def named_gguf(name: str) -> Path:
