@@ -12,7 +12,6 @@ fails at any step is undone: the file as it was, the manifest as it was, the pre
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import Counter
@@ -24,6 +23,7 @@ from typing import Literal
 
 from kit.domain import Domain, document_files
 from kit.errors import KitError, Problem
+from kit.files import replace_with
 from kit.services.assistant.chat import ChatService
 from kit.services.retrieval.ingest import IndexReport, index_domain, manifest_path, prune_index
 from kit.services.retrieval.loaders import SUFFIXES, Document, Skip, load
@@ -292,8 +292,5 @@ def _write(path: Path, data: bytes | None) -> list[Path]:
         path.unlink(missing_ok=True)
         return []
     created = [p for p in reversed(path.parents) if not p.exists()]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    replace_with(path, lambda tmp: tmp.write_bytes(data))
     return list(reversed(created))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -23,6 +22,7 @@ from pathlib import Path
 from kit.chunk import Chunk
 from kit.domain import Domain, document_files
 from kit.errors import KitError
+from kit.files import replace_text
 from kit.services.retrieval.loaders import Document, Skip, load
 from kit.settings import embedding_name
 
@@ -227,15 +227,12 @@ def prune_index(domain: Domain) -> int:
 def write_manifest(domain: Domain, chunks: Iterable[Chunk], model: str) -> None:
     """Replace the manifest atomically (write a temporary file, then rename)."""
     path = manifest_path(domain)
-    path.parent.mkdir(parents=True, exist_ok=True)
     rows = [{"id": c.id, **{k: v for k, v in asdict(c).items() if k not in ("score", "similarity")}} for c in chunks]
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    text = json.dumps({"embedding_model": model, "chunks": rows}, ensure_ascii=False)
     try:
-        tmp.write_text(json.dumps({"embedding_model": model, "chunks": rows}, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        replace_text(path, text)
+    except KitError as exc:  # the index manifest, named, and what to run once the disk is fixed
         raise KitError(
-            f"cannot write the index manifest {path}: {exc.strerror or exc}",
+            exc.what.replace("cannot write", "cannot write the index manifest", 1),
             "free some disk space or check permissions, then run `kit index` again",
         ) from None
