@@ -298,6 +298,8 @@ def test_an_owner_finds_a_thumbs_down_answer_and_corrects_it_in_a_real_browser(
     from kit.services.training.data import read_conversations
 
     domain = load_domain(shutil.copytree(example_dir, tmp_path / "example"))  # indexed once per session
+    for old in domain.build_dir.glob("feedback.sqlite3*"):  # turns other tests of the session recorded there
+        old.unlink()
     store = FeedbackStore.for_domain(domain.build_dir, domain.spec.privacy)
     _, (wrong,) = record(store, reply("Do you gift wrap orders?", "Yes, for free [1]."))
     store.rate(wrong, up=False)
