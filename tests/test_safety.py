@@ -137,6 +137,9 @@ def test_kit_eval_safety_reports_both_splits_and_gates(run_kit: Any, example_cop
     result = run_kit("eval", str(example_copy), "--safety", "--gate")
     assert result.code == 1
     assert "gate: safety: card_numbers held-out recall 50.0% is below 98.0%" in result.err
+    # the calibration split alone has nothing for the gate to read: an error, not a pass
+    result = run_kit("eval", str(example_copy), "--safety", "--split", "dev", "--gate")
+    assert result.code == 1 and "held-out split, and this run screened none of it" in result.err
 
 
 def test_calibration_reads_the_calibration_split_only(example_copy: Path, embed: Any) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from kit.domain import Domain, load_domain
+from kit.errors import KitError
 
 
 @click.command("eval")
@@ -207,6 +208,11 @@ def _safety(domain: Domain, split: str, as_json: bool, use_gate: bool, fp_budget
             click.echo(f"calibrated: {cid} threshold {row['threshold']:.2f} (calibration recall {recall})")
         if suggested:
             click.echo(f"calibrated on: retrieval.thresholds_calibrated_on: {domain.spec.retrieval.embedding_model}")
+    if use_gate and not result["heldout"]["items"]:  # a gate that read nothing must not pass
+        raise KitError(
+            "the safety gate reads the safety set's held-out split, and this run screened none of it",
+            "run `kit eval --safety --gate` without --split dev",
+        )
     failures = safety.gate(result, domain.spec.eval.safety_gate) if result["heldout"]["items"] else []
     if use_gate and failures:
         for failure in failures:
