@@ -33,8 +33,8 @@ def add_insight_tabs(insights: InsightsService) -> None:
         view.conversations_tab()
     with gr.Tab("Content gaps", elem_id="kit-admin-gaps"):
         view.gaps_tab()
-    with gr.Tab("Analytics", elem_id="kit-admin-analytics"):
-        view.analytics_tab()
+    with gr.Tab("Analytics", elem_id="kit-admin-analytics") as analytics:
+        view.analytics_tab(analytics)
     with gr.Tab("Eval report", elem_id="kit-admin-eval"):
         view.eval_tab()
 
@@ -193,18 +193,16 @@ class InsightsView:
 
     # --- Analytics -------------------------------------------------------------------------------------------------
 
-    def analytics_tab(self) -> None:
+    def analytics_tab(self, tab: gr.Tab) -> None:
+        """The figures are read from the store once, when the owner opens the tab (or changes the period), not on
+        every page load."""
         with gr.Row():
             period = gr.Dropdown(list(PERIODS), value="last 30 days", label="Period", scale=1)
             go = gr.Button("Reload", variant="secondary", scale=0)
-
-        def first(i: int) -> Any:  # each part of the default period's figures, read when the page loads
-            return lambda: self.analytics("last 30 days")[i]
-
-        summary = gr.Markdown(first(0), elem_id="kit-admin-analytics-summary")
+        summary = gr.Markdown(elem_id="kit-admin-analytics-summary")
         with gr.Row():
             per_day = gr.LinePlot(
-                first(1),
+                None,
                 x="day",
                 y="count",
                 color="what",
@@ -212,7 +210,7 @@ class InsightsView:
                 elem_id="kit-admin-per-day",
             )
             outcomes = gr.BarPlot(
-                first(2),
+                None,
                 x="outcome",
                 y="share",
                 title="How turns ended",
@@ -221,10 +219,10 @@ class InsightsView:
                 elem_id="kit-admin-outcomes",
             )
         with gr.Row():
-            thumbs = gr.BarPlot(first(3), x="thumbs", y="count", title="Thumbs")
-            top = gr.Dataframe(first(4), interactive=False, wrap=True, label="Top questions")
+            thumbs = gr.BarPlot(None, x="thumbs", y="count", title="Thumbs")
+            top = gr.Dataframe(None, interactive=False, wrap=True, label="Top questions")
         outputs = [summary, per_day, outcomes, thumbs, top]
-        for trigger in (go.click, period.change):
+        for trigger in (tab.select, go.click, period.change):
             trigger(self.analytics, [period], outputs)
 
     def analytics(self, period: str) -> tuple[str, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
