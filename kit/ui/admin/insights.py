@@ -35,8 +35,8 @@ def add_insight_tabs(insights: InsightsService) -> None:
         view.gaps_tab()
     with gr.Tab("Analytics", elem_id="kit-admin-analytics") as analytics:
         view.analytics_tab(analytics)
-    with gr.Tab("Eval report", elem_id="kit-admin-eval"):
-        view.eval_tab()
+    with gr.Tab("Eval report", elem_id="kit-admin-eval") as report:
+        view.eval_tab(report)
 
 
 def error_line(exc: KitError) -> str:
@@ -231,11 +231,13 @@ class InsightsView:
 
     # --- Eval report -----------------------------------------------------------------------------------------------
 
-    def eval_tab(self) -> None:
-        text = gr.Markdown(lambda: self.eval_report()[0], elem_id="kit-eval")
-        plot = gr.Image(lambda: self.eval_report()[1], label="Quality against cost", type="filepath")
+    def eval_tab(self, tab: gr.Tab) -> None:
+        """The latest report, read once when the owner opens the tab (or reloads it)."""
+        text = gr.Markdown(elem_id="kit-eval")
+        plot = gr.Image(label="Quality against cost", type="filepath")
         reload = gr.Button("Reload the latest report", variant="secondary")
-        reload.click(self.eval_report, None, [text, plot])
+        for trigger in (tab.select, reload.click):
+            trigger(self.eval_report, None, [text, plot])
 
     def eval_report(self) -> tuple[str, str | None]:
         """The latest eval report (Markdown, plot file), or how to make one."""
