@@ -107,6 +107,11 @@ def add_retry_after(send: Send) -> Send:
     return wrapped
 
 
+def request_headers(scope: Scope) -> dict[str, str]:
+    """An ASGI request's headers by lower-case name."""
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
 class Guard:
     """ASGI middleware in front of the API and the UI: body size, then the client's rate; adds Retry-After to 503s."""
 
@@ -120,7 +125,7 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        headers = request_headers(scope)
         limit = self.limits.max_body_bytes
         too_large = error_body(f"request body larger than {limit} bytes", "invalid_request_error", "request_too_large")
         length = headers.get("content-length", "")

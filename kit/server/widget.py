@@ -20,7 +20,17 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from kit.server.guards import ASGIApp, Receive, Scope, Send, TokenBuckets, error_body, same_secret, send_json
+from kit.server.guards import (
+    ASGIApp,
+    Receive,
+    Scope,
+    Send,
+    TokenBuckets,
+    error_body,
+    request_headers,
+    same_secret,
+    send_json,
+)
 from kit.server.openai_format import (
     CompletionRequest,
     api_error,
@@ -108,7 +118,7 @@ class WidgetGate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        headers = request_headers(scope)
         path, method = str(scope.get("path", "")), scope.get("method", "")
         given = headers.get("authorization", "").removeprefix("Bearer ").strip()
         is_widget_key = bool(self.key and given and same_secret(given, self.key))
