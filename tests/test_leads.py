@@ -56,6 +56,7 @@ def test_leads_older_than_the_retention_are_deleted(tmp_path: Path) -> None:
     store.add("Ada", "ada@example.org", "Do you ship to London?")
     assert store.purge(now=time.time() + 29 * 86_400) == 0 and len(store.leads()) == 1
     assert store.purge(now=time.time() + 31 * 86_400) == 1 and store.leads() == []
+    assert b"ada@example.org" not in (tmp_path / "leads.sqlite3").read_bytes()  # not left in the file's free pages
     forever = LeadStore(tmp_path / "kept.sqlite3")
     forever.add("Ada", "ada@example.org", "Do you ship to London?")
     assert forever.purge(now=time.time() + 3650 * 86_400) == 0

@@ -57,6 +57,24 @@ MIGRATIONS = [
 ]
 
 
+def purge_older(path: Path, table: str, retention_days: int | None, now: float | None = None) -> int:
+    """Delete the rows of ``table`` (with a ``created`` time) older than the retention, then rebuild the file so
+    nothing of them is left in its free pages; how many were deleted (0 without a retention)."""
+    if retention_days is None:
+        return 0
+    cutoff = (time.time() if now is None else now) - retention_days * DAY_S
+    with connect(path) as db:
+        deleted = db.execute(f"DELETE FROM {table} WHERE created < ?", (cutoff,)).rowcount
+    if deleted:
+        db = sqlite3.connect(path, timeout=10)
+        try:
+            db.execute("VACUUM")
+        finally:
+            db.close()
+        logger.info("deleted %d %s older than %d days from %s", deleted, table, retention_days, path)
+    return deleted
+
+
 @contextmanager
 def connect(path: Path) -> Iterator[sqlite3.Connection]:
     """A connection to a store of kit's (one per call, so threads never share one), in a transaction, closed after;
@@ -121,20 +139,7 @@ class FeedbackStore:
 
     def purge(self, now: float | None = None) -> int:
         """Delete the turns older than the retention and compact the file; how many were deleted."""
-        if self.privacy.retention_days is None:
-            return 0
-        cutoff = (time.time() if now is None else now) - self.privacy.retention_days * DAY_S
-        with self._db() as db:
-            deleted = db.execute("DELETE FROM turns WHERE created < ?", (cutoff,)).rowcount
-        if deleted:
-            db = sqlite3.connect(self.path, timeout=10)
-            try:
-                db.execute("VACUUM")  # rebuilds the file: nothing of the deleted turns is left in it
-            finally:
-                db.close()
-            logger.info("deleted %d stored turns older than %d days from %s", deleted, self.privacy.retention_days,
-                        self.path)  # fmt: skip
-        return deleted
+        return purge_older(self.path, "turns", self.privacy.retention_days, now)
 
     def purge_daily(self, interval_s: float = DAY_S) -> threading.Thread | None:
         """Purge every ``interval_s`` seconds in a daemon thread, until ``close``; None without a retention."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kit.errors import KitError
-from kit.services.owner.feedback import DAY_S, connect
+from kit.services.owner.feedback import connect, purge_older
 from kit.services.safety.pii import EMAIL
 
 FILE = "leads.sqlite3"
@@ -101,12 +101,8 @@ class LeadStore:
         return cls(feedback_db.parent / FILE, retention_days)
 
     def purge(self, now: float | None = None) -> int:
-        """Delete the leads older than the retention; how many were deleted."""
-        if self.retention_days is None:
-            return 0
-        cutoff = (time.time() if now is None else now) - self.retention_days * DAY_S
-        with self._db() as db:
-            return db.execute("DELETE FROM leads WHERE created < ?", (cutoff,)).rowcount
+        """Delete the leads older than the retention and compact the file; how many were deleted."""
+        return purge_older(self.path, "leads", self.retention_days, now)
 
     def _db(self) -> AbstractContextManager[sqlite3.Connection]:
         return connect(self.path)
