@@ -14,8 +14,7 @@ from starlette.datastructures import UploadFile
 
 from kit.server.guards import same_secret
 from kit.server.openai_format import api_error
-from kit.services.retrieval.documents import DocumentInfo, DocumentRejected, DocumentService
-from kit.services.retrieval.ingest import IndexReport
+from kit.services.retrieval.documents import Change, DocumentInfo, DocumentRejected, DocumentService
 
 logger = logging.getLogger(__name__)
 STATUS = {"bad_path": 400, "unsupported_type": 415, "too_large": 413, "not_found": 404, "named_in_spec": 409,
@@ -45,10 +44,11 @@ def document_json(doc: DocumentInfo) -> dict[str, Any]:
             "chunks": doc.chunks, "in_spec": doc.in_spec}  # fmt: skip
 
 
-def report_json(path: str, report: IndexReport, warnings: tuple[str, ...] = ()) -> dict[str, Any]:
+def change_json(path: str, change: Change) -> dict[str, Any]:
+    report = change.report
     return {"path": path, "index": {"files": report.files, "chunks": report.chunks, "added": report.added,
                                     "updated": report.updated, "removed": report.removed},
-            "warnings": list(warnings)}  # fmt: skip
+            "warnings": list(change.stale)}  # fmt: skip
 
 
 def add_documents_api(app: FastAPI, documents: DocumentService, api_key: str | None) -> None:
@@ -81,24 +81,24 @@ def add_documents_api(app: FastAPI, documents: DocumentService, api_key: str | N
         data = await file.read()
         try:
             rel = documents.target(file.filename, str(path) if path else None)
-            report = await run(documents.put, rel, data, rel)
+            change = await run(documents.put, rel, data, rel)
         except DocumentRejected as exc:
             return rejected(exc)
         except Exception as exc:  # the re-index failed: undone by the service
             return failed(rel, exc)
-        return JSONResponse(report_json(rel, report, documents.progress.warnings), status_code=201)
+        return JSONResponse(change_json(rel, change), status_code=201)
 
     @app.delete("/v1/documents/{path:path}")
     def delete_document(path: str, request: Request) -> Any:
         if (error := refused(request)) is not None:
             return error
         try:
-            report = documents.delete(path)
+            change = documents.delete(path)
         except DocumentRejected as exc:
             return rejected(exc)
         except Exception as exc:  # the re-index failed: undone by the service
             return failed(path, exc)
-        return report_json(path, report, documents.progress.warnings)
+        return change_json(path, change)
 
 
 async def run(function: Any, *args: Any) -> Any:

@@ -72,6 +72,14 @@ class Progress:
     when: float = field(default_factory=time.time)
 
 
+@dataclass(frozen=True)
+class Change:
+    """What one document change did to the index, and the eval items it made stale (it went through)."""
+
+    report: IndexReport
+    stale: tuple[str, ...] = ()
+
+
 class DocumentService:
     """A served domain's documents, changed one at a time, the chat service's retriever swapped after each."""
 
@@ -79,7 +87,6 @@ class DocumentService:
         self.chat = chat
         self.lock = threading.Lock()  # one change at a time; others wait their turn
         self.progress = Progress()
-        self._stale: list[Problem] = []  # the eval items the latest change made stale
 
     @property
     def domain(self) -> Domain:
@@ -96,7 +103,7 @@ class DocumentService:
             found.append(DocumentInfo(rel, kind, stat.st_size, stat.st_mtime, counts[rel], rel in named))
         return found
 
-    def put(self, filename: str, data: bytes, path: str | None = None) -> IndexReport:
+    def put(self, filename: str, data: bytes, path: str | None = None) -> Change:
         """Add or replace a document (at ``path``, else by ``filename``) and serve it; DocumentRejected when refused."""
         with self._refusals(f"upload {path or filename}"):
             rel = self.target(filename, path)
@@ -107,7 +114,7 @@ class DocumentService:
                                        "split it, or raise retrieval.max_file_mb")  # fmt: skip
         return self._change(f"upload {rel}", rel, data)
 
-    def delete(self, path: str) -> IndexReport:
+    def delete(self, path: str) -> Change:
         """Delete a document and stop serving it; DocumentRejected when refused."""
         with self._refusals(f"delete {path}"):
             rel = self.clean(path)
@@ -196,11 +203,11 @@ class DocumentService:
     def _named(self) -> set[str]:
         return {PurePosixPath(s.path).as_posix() for s in self.domain.spec.retrieval.sources}
 
-    def _change(self, action: str, rel: str, data: bytes | None) -> IndexReport:
+    def _change(self, action: str, rel: str, data: bytes | None) -> Change:
         with self.lock:
             self._report(Progress("checking", action))
             try:
-                report = self._apply(rel, data, action)
+                report, stale_items = self._apply(rel, data, action)
             except DocumentRejected as exc:
                 self._report(Progress("failed", action, message=str(exc), problems=tuple(map(str, exc.problems))))
                 raise
@@ -209,14 +216,14 @@ class DocumentService:
                 raise
             counts = f"{report.added} added, {report.removed} removed, {report.updated} updated"
             done = f"Chunks: {counts}. The assistant answers from the new index."
-            stale = tuple(map(str, self._stale))
+            stale = tuple(map(str, stale_items))
             if stale:
                 done += f" {len(stale)} eval item{'s' if len(stale) != 1 else ''} no longer match the documents: "
                 done += "update the eval set before the next `kit eval`."
             self._report(Progress("done", action, self.progress.embedded, self.progress.to_embed, done, warnings=stale))
-            return report
+            return Change(report, stale)
 
-    def _apply(self, rel: str, data: bytes | None, action: str) -> IndexReport:
+    def _apply(self, rel: str, data: bytes | None, action: str) -> tuple[IndexReport, list[Problem]]:
         """Write, check, index, swap; on any failure put the file and the manifest back as they were."""
         from kit.services.retrieval.retrieve import Retriever
         from kit.validation.checks import validate_domain
@@ -227,7 +234,7 @@ class DocumentService:
         known = set(validate_domain(self.domain))
         created = _write(path, data)
         try:
-            self._stale = self._check(rel, data, known)
+            stale = self._check(rel, data, known)
             self._report(Progress("indexing", action))
             report = index_domain(self.domain, progress=False, prune=False, on_progress=self._embedding(action))
             retriever = Retriever.open(self.domain)
@@ -243,7 +250,7 @@ class DocumentService:
             prune_index(self.domain)
         except Exception:  # (the new index serves; leftovers go at the next change or `kit index`)
             logger.exception("could not delete the stale chunks after %s", action)
-        return report
+        return report, stale
 
     def _check(self, rel: str, data: bytes | None, known: set[Problem]) -> list[Problem]:
         """Refuse the change if the file cannot be loaded or `kit validate` finds a new problem outside the eval
