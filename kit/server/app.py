@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from fastapi import FastAPI
 
 from kit.server.admin_login import ADMIN_PATH, LOGOUT_PATH, AdminAccess, AdminGate
 from kit.server.documents_api import add_documents_api
 from kit.server.routes import build_api
-from kit.server.settings import FEEDBACK_DB_ENV, Limits
+from kit.server.settings import Limits, feedback_store
 from kit.server.widget import WidgetGate, add_widget
 from kit.services.assistant.admission import Admission
 from kit.services.assistant.chat import ChatService
 from kit.services.assistant.turns import TurnService
-from kit.services.owner.feedback import FeedbackStore
 from kit.services.owner.leads import LeadStore
 from kit.services.retrieval.documents import DocumentService
 
@@ -38,10 +34,8 @@ def build_server(
     from kit.ui.app import build_app, launch_kwargs
 
     limits = limits or Limits()
-    db = os.environ.get(FEEDBACK_DB_ENV)
     privacy = service.domain.spec.privacy
-    store = FeedbackStore(Path(db), privacy) if db else FeedbackStore.for_domain(service.domain.build_dir, privacy)
-    store.purge_daily()  # the store purged expired turns when it opened; then once a day
+    store = feedback_store(service.domain)
     turns = TurnService(service, store, Admission(limits.max_busy))
     leads = LeadStore.beside(store.path, privacy.retention_days)
     app = build_api(turns, api_key, limits)

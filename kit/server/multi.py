@@ -9,7 +9,6 @@ at / and /v1 as before.
 from __future__ import annotations
 
 import html
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,11 +19,10 @@ from kit.components.model_pool import ModelPool, load_key
 from kit.domain import Domain, load_domain
 from kit.errors import KitError
 from kit.server.routes import build_api
-from kit.server.settings import FEEDBACK_DB_ENV, Limits
+from kit.server.settings import Limits, feedback_store
 from kit.services.assistant.admission import Admission
 from kit.services.assistant.chat import ChatService
 from kit.services.assistant.turns import TurnService
-from kit.services.owner.feedback import FeedbackStore
 
 # The server's own top-level paths, which a domain's UI at /<name>/ would hide (or be hidden by).
 RESERVED = frozenset({"admin", "docs", "redoc", "static", "assets", "widget"})
@@ -56,19 +54,6 @@ def check_names(domains: Sequence[Domain]) -> None:
         seen[domain.name] = domain.root
 
 
-def feedback_store(domain: Domain) -> FeedbackStore:
-    """The domain's own store: in its build folder, or beside KIT_FEEDBACK_DB's file with the domain's name added
-    (``/data/feedback.sqlite3`` -> ``/data/feedback-<name>.sqlite3``)."""
-    db, privacy = os.environ.get(FEEDBACK_DB_ENV), domain.spec.privacy
-    if db:
-        path = Path(db)
-        store = FeedbackStore(path.with_name(f"{path.stem}-{domain.name}{path.suffix}"), privacy)
-    else:
-        store = FeedbackStore.for_domain(domain.build_dir, privacy)
-    store.purge_daily()
-    return store
-
-
 def turn_services(services: Sequence[ChatService], limits: Limits) -> list[TurnService]:
     """A turn service per domain, each with its own feedback store; one admission queue per loaded model."""
     queues: dict[object, Admission] = {}
@@ -76,7 +61,11 @@ def turn_services(services: Sequence[ChatService], limits: Limits) -> list[TurnS
     for service in services:
         domain = service.domain
         group = load_key(domain.spec.model, domain.root) or domain.name  # a model server: the domain's own queue
-        turns.append(TurnService(service, feedback_store(domain), queues.setdefault(group, Admission(limits.max_busy))))
+        turns.append(
+            TurnService(
+                service, feedback_store(domain, named=True), queues.setdefault(group, Admission(limits.max_busy))
+            )
+        )
     return turns
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import MutableMapping
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from kit.domain import Domain
 from kit.errors import KitError
+from kit.services.owner.feedback import FeedbackStore
 
 FEEDBACK_DB_ENV = "KIT_FEEDBACK_DB"  # where feedback goes instead of <domain>/build (a container's volume)
 LIMITS_ENV_PREFIX = "KIT_"  # Limits.max_busy is set by KIT_MAX_BUSY, and so on
@@ -68,3 +71,18 @@ class Limits(BaseModel):
             raise KitError(
                 f"{var}={given.get(str(first['loc'][0]))!r}: {first['msg']}", f"fix or unset {var}"
             ) from None
+
+
+def feedback_store(domain: Domain, named: bool = False) -> FeedbackStore:
+    """The domain's feedback store, purged once a day from now on: in its build folder, or KIT_FEEDBACK_DB's file;
+    ``named`` (several domains in one server) adds the domain's name to that file's
+    (``/data/feedback.sqlite3`` -> ``/data/feedback-<name>.sqlite3``)."""
+    db, privacy = os.environ.get(FEEDBACK_DB_ENV), domain.spec.privacy
+    if db:
+        path = Path(db)
+        path = path.with_name(f"{path.stem}-{domain.name}{path.suffix}") if named else path
+        store = FeedbackStore(path, privacy)
+    else:
+        store = FeedbackStore.for_domain(domain.build_dir, privacy)
+    store.purge_daily()  # the store purged expired turns when it opened; then once a day
+    return store
