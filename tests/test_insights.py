@@ -343,8 +343,12 @@ def test_an_owner_finds_a_thumbs_down_answer_and_corrects_it_in_a_real_browser(
             type_into("#password", "owner-pass")
             js(cdp, "document.querySelector('form').submit()")
             wait_for(lambda: "Conversations" in page(), 60)
-            tab("Conversations")
-            wait_for(lambda: "Do you gift wrap orders?" in page(), 60)  # the latest conversations, listed on load
+
+            def listed() -> bool:  # the latest conversations, listed on load, in the table itself (a click on the tab
+                tab("Conversations")  # before the page is ready is lost): else the listing could land after the search
+                return "Do you gift wrap orders?" in (js(cdp, TABLE) or "")
+
+            wait_for(listed, 60)
             type_into("#kit-admin-search textarea", "gift wrap orders")
             enter = {"key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13, "nativeVirtualKeyCode": 13}
             cdp("Input.dispatchKeyEvent", type="keyDown", text="\r", **enter)
