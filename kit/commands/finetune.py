@@ -86,7 +86,11 @@ def preset_options(command: Callable[..., Any]) -> Callable[..., Any]:
     "--resume", is_flag=True, help="Continue the run in --out (or the default folder) from its last checkpoint."
 )
 @click.option("--out", type=click.Path(), help="Run folder; default: <domain>/build/runs/<preset>.")
-@click.option("--base", help="Base model: a hub id in your Hugging Face cache or a local folder (GPU presets).")
+@click.option(
+    "--base",
+    help="Base model: embedded:<name> (one kit fine-tunes from its GGUF), a hub id in your Hugging Face cache or a "
+    "local folder.",
+)
 @preset_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def command(domain_dir: str, preset: str | None, resume: bool, out: str | None, base: str | None, quiet: bool,
@@ -102,6 +106,7 @@ def command(domain_dir: str, preset: str | None, resume: bool, out: str | None, 
       kit finetune domains/retail                          # the domain's preset (cpu-270m)
       kit finetune domains/retail --max-steps 60 --out runs/retail
       kit finetune domains/retail --out runs/retail --resume
+      kit finetune domains/retail --preset cpu-qwen-0.5b --max-steps 8   # the embedded Qwen 0.5B, on a CPU
       kit finetune domains/retail --preset gpu-8b --base meta-llama/Llama-3.1-8B-Instruct
       accelerate launch -m kit finetune domains/retail --preset gpu-8b --base ...   # several GPUs
     """

@@ -21,14 +21,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kit.components.models import cache_dir, named_gguf
+from kit.components.models import GGUFTensor, cache_dir, gguf_header, named_gguf
 from kit.errors import MissingDependency, ModelError
-from kit.model_registry import TRAINABLE, lookup
+from kit.model_registry import MODELS, TRAINABLE, lookup
 
 IGNORE = -100  # label of a token the loss skips
 BASE_INFO = "kit-base.json"
-EMBEDDED_TOKENIZER = "gemma-3-270m-tokenizer"
-EMBEDDED_HF = "gemma-3-270m-hf"
+# Tensors compared value by value after dequantising (GGUF name -> transformers name): never permuted by llama.cpp's
+# converter, and between them Q4_K, Q5_0, Q6_K and Q8_0 in the shipped files, plus a q/k/v bias where there is one.
+SPOT_CHECKS = (
+    ("blk.0.ffn_up.weight", "model.layers.0.mlp.up_proj.weight"),
+    ("blk.0.ffn_down.weight", "model.layers.0.mlp.down_proj.weight"),
+    ("blk.0.attn_v.weight", "model.layers.0.self_attn.v_proj.weight"),
+    ("blk.0.attn_k.bias", "model.layers.0.self_attn.k_proj.bias"),
+)
+SPOT_ROWS = 4
+# GGUF header keys (after '<architecture>.') that fix a model's shape and positions, compared after dequantising.
+GGUF_SHAPE_KEYS = ("block_count", "embedding_length", "feed_forward_length", "attention.head_count",
+                   "attention.head_count_kv", "rope.freq_base")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -62,46 +72,138 @@ def _publish(build: Callable[[Path], None], target: Path) -> Path:
     return target
 
 
-def embedded_tokenizer_dir() -> Path:
-    """The embedded model's tokenizer as a Hugging Face folder; read from the GGUF once (about 30 s)."""
+def embedded_tokenizer_dir(name: str = TRAINABLE) -> Path:
+    """An embedded model's tokenizer as a Hugging Face folder, read from its GGUF once (about 30 s)."""
+    model = lookup(name)
 
     def build(tmp: Path) -> None:
         from transformers import AutoTokenizer
 
-        gguf = named_gguf(TRAINABLE)
+        gguf = named_gguf(model.name)
         AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(str(tmp))
-        (tmp / BASE_INFO).write_text(json.dumps({"source": lookup(TRAINABLE).file}), encoding="utf-8")
+        (tmp / BASE_INFO).write_text(json.dumps({"source": model.file}), encoding="utf-8")
 
-    return _publish(build, cache_dir() / EMBEDDED_TOKENIZER)
+    return _publish(build, cache_dir() / f"{model.name}-tokenizer")
 
 
-def embedded_hf_dir() -> Path:
-    """The embedded 270M as a plain Hugging Face folder (float32), dequantised from its GGUF once (about 1 min).
+def embedded_hf_dir(name: str = TRAINABLE) -> Path:
+    """An embedded model as a plain Hugging Face folder (float32), dequantised from its GGUF once (1-3 min).
 
-    transformers loads the GGUF but refuses to save that model, so the weights move into a plain model
-    built from the same config without its ``quantization_config``.
+    transformers reads the GGUF (the ``gguf`` package dequantises each tensor: Q4_K, Q5_0, Q6_K, Q8_0 ...) but
+    refuses to save that model, so the weights move into a plain model built from the same config without its
+    ``quantization_config``. What the conversion must keep (rope base, heads, an output layer of its own or a tied
+    one, q/k/v biases) is checked against the GGUF's own header and tensor list before the folder is published.
     """
+    model = lookup(name)
+    if not model.trainable:
+        raise ModelError(
+            f"kit cannot fine-tune {model.name} from its GGUF",
+            f"use one of {', '.join(m.spec for m in MODELS.values() if m.trainable)}, or a Hugging Face id or folder",
+        )
 
     def build(tmp: Path) -> None:
         import torch
         from transformers import AutoModelForCausalLM
 
-        gguf = named_gguf(TRAINABLE)
+        gguf = named_gguf(model.name)
         loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
         config = loaded.config
         if hasattr(config, "quantization_config"):
             del config.quantization_config
         plain = type(loaded)(config)
         plain.load_state_dict(loaded.state_dict())
+        del loaded
+        problems = dequantised_problems(plain, gguf)
+        if problems:
+            raise ModelError(
+                f"transformers read {gguf.name} wrongly: {'; '.join(problems)}",
+                "use the transformers and gguf versions in constraints.txt",
+            )
         plain.save_pretrained(str(tmp))
-        for f in embedded_tokenizer_dir().iterdir():
+        for f in embedded_tokenizer_dir(model.name).iterdir():
             if f.name != BASE_INFO:
                 shutil.copy2(f, tmp / f.name)
-        # The weights were Q4_K_M once: quantising them to 4 bits again breaks the model (FINDINGS).
-        info = {"source": lookup(TRAINABLE).file, "dequantized_from": "Q4_K_M"}
+        # The weights were 4-bit once: quantising them to 4 bits again breaks the model (FINDINGS).
+        info = {"source": model.file, "embedded": model.name, "dequantized_from": model.quant}
         (tmp / BASE_INFO).write_text(json.dumps(info), encoding="utf-8")
 
-    return _publish(build, cache_dir() / EMBEDDED_HF)
+    return _publish(build, cache_dir() / f"{model.name}-hf")
+
+
+def dequantised_problems(model: Any, gguf: Path) -> list[str]:
+    """How a model read from ``gguf`` differs from what the GGUF says it is (shape, rope base, output layer, biases,
+    the values of a few tensors).
+
+    transformers maps the GGUF's header onto its config by name; a key it does not map keeps the config's default
+    silently (a wrong rope base still generates text, worse), so each one that matters is compared here.
+    """
+    import numpy as np
+
+    header = gguf_header(gguf)
+    arch = str(header.metadata["general.architecture"])
+    want = {k: header.metadata[f"{arch}.{k}"] for k in GGUF_SHAPE_KEYS if f"{arch}.{k}" in header.metadata}
+    config = model.config
+    got = {
+        "block_count": config.num_hidden_layers,
+        "embedding_length": config.hidden_size,
+        "feed_forward_length": config.intermediate_size,
+        "attention.head_count": config.num_attention_heads,
+        "attention.head_count_kv": config.num_key_value_heads,
+        "rope.freq_base": _rope_theta(config),
+    }
+    problems = [
+        f"{key} {got[key]} instead of {value}"
+        for key, value in want.items()
+        if got[key] is None or not math.isclose(float(got[key]), float(value), rel_tol=1e-6)  # type: ignore[arg-type]
+    ]
+    tied = "output.weight" not in header.tensors
+    if bool(config.tie_word_embeddings) != tied:
+        has = "has no" if tied else "has an"
+        problems.append(f"tie_word_embeddings {config.tie_word_embeddings}, but the GGUF {has} output.weight")
+    params = dict(model.named_parameters())
+    for gguf_name, hf_name in SPOT_CHECKS:
+        if gguf_name not in header.tensors:
+            continue
+        if hf_name not in params:
+            problems.append(f"the GGUF has {gguf_name} but the model has no {hf_name}")
+            continue
+        expected = gguf_rows(gguf, header.tensors[gguf_name], SPOT_ROWS)
+        values = params[hf_name].detach().float().numpy().reshape(-1, expected.shape[-1])[: len(expected)]
+        if values.shape != expected.shape or not np.allclose(values, expected, rtol=0, atol=1e-6):
+            problems.append(f"{hf_name} does not hold the values of {gguf_name}")
+    return problems
+
+
+def gguf_raw_rows(gguf: Path, tensor: GGUFTensor, rows: int) -> Any:
+    """The bytes of a GGUF tensor's first ``rows`` rows (a 1-D tensor: its only row), one row a line, as uint8."""
+    import numpy as np
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    block, size = GGML_QUANT_SIZES[GGMLQuantizationType(tensor.kind)]
+    n = min(rows, math.prod(tensor.shape[1:]))
+    row_bytes = tensor.shape[0] // block * size
+    with gguf.open("rb") as f:
+        f.seek(tensor.offset)
+        return np.frombuffer(f.read(n * row_bytes), dtype=np.uint8).reshape(n, row_bytes)
+
+
+def gguf_rows(gguf: Path, tensor: GGUFTensor, rows: int) -> Any:
+    """A GGUF tensor's first ``rows`` rows as float32, dequantised by the ``gguf`` package (what transformers reads a
+    GGUF with); tests/test_finetune_qwen.py holds it to llama.cpp's own C routines."""
+    import numpy as np
+    from gguf import GGMLQuantizationType
+    from gguf.quants import dequantize
+
+    raw = gguf_raw_rows(gguf, tensor, rows)
+    return np.asarray(dequantize(raw, GGMLQuantizationType(tensor.kind)), dtype=np.float32).reshape(len(raw), -1)
+
+
+def _rope_theta(config: Any) -> float | None:
+    """The rope base of the full-attention layers (the GGUF's ``rope.freq_base``), as transformers 5 keeps it:
+    one ``rope_parameters`` dict, or one per layer type (Gemma 3's sliding layers have their own base)."""
+    params = getattr(config, "rope_parameters", None) or {}
+    params = params.get("full_attention", params)
+    return params.get("rope_theta", getattr(config, "rope_theta", None))
 
 
 def quiet_bitsandbytes() -> None:

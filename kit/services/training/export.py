@@ -212,10 +212,11 @@ def merge_to_f16(run: Run, tmp: Path) -> Path:
 def runtime_base(run: Run, out_dir: Path, tmp: Path) -> str:
     """The GGUF the adapter is applied to at run time: the embedded model, or the base converted once."""
     from kit.components.converters import run_script
-    from kit.model_registry import EMBEDDED_PREFIX, TRAINABLE
+    from kit.model_registry import EMBEDDED_PREFIX
 
-    if _trained_on_embedded(run):
-        return f"{EMBEDDED_PREFIX}{TRAINABLE}"
+    embedded = _trained_on_embedded(run)
+    if embedded:
+        return f"{EMBEDDED_PREFIX}{embedded}"
     kept = out_dir / "base-f16.gguf"
     if not kept.is_file():
         run_script(
@@ -224,9 +225,11 @@ def runtime_base(run: Run, out_dir: Path, tmp: Path) -> str:
     return str(kept.resolve())
 
 
-def _trained_on_embedded(run: Run) -> bool:
-    """Whether the run's base is the embedded model kit fine-tunes (its GGUF is the runtime's base)."""
-    return run.info["base"] == "embedded"  # a run's name for it (kit/services/training/recipe.py: resolve_base)
+def _trained_on_embedded(run: Run) -> str | None:
+    """The embedded model the run was trained on (its GGUF is the runtime's base), or None."""
+    from kit.services.training.recipe import embedded_base
+
+    return embedded_base(run.info["base"])
 
 
 def model_file(base: str, out_dir: Path, tmp: Path) -> Path:

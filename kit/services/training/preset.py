@@ -42,8 +42,10 @@ class Preset(Strict):
 
     description: str = Field(description="One line on what the preset is for.")
     base: str | None = Field(
-        description="'embedded:gemma-3-270m' (its GGUF dequantised; plain 'embedded' means it too), 'tiny', a hub id "
-        "or a local folder; null: the user names it (--base or training.base_model)."
+        description="An embedded model fine-tuned from its GGUF ('embedded:gemma-3-270m', "
+        "'embedded:qwen2.5-coder-0.5b-instruct', 'embedded:qwen2.5-coder-1.5b-instruct'; plain 'embedded' is the "
+        "runtime's default), 'tiny', a hub id or a local folder; null: the user names it (--base or "
+        "training.base_model)."
     )
     tiny: Tiny | None = Field(default=None, description="The random model's shape when base is 'tiny'.")
     dtype: Literal["float32", "bfloat16"] = Field(default="float32", description="Weights and compute dtype.")

@@ -19,7 +19,7 @@ from typing import Any
 from kit import __version__
 from kit.domain import Domain
 from kit.errors import KitError
-from kit.model_registry import EMBEDDED_PREFIX, TRAINABLE, is_embedded
+from kit.model_registry import EMBEDDED_PREFIX, MODELS, TRAINABLE, is_embedded, lookup
 from kit.services.training.data import Example, grounded_examples, read_conversations, split
 from kit.services.training.preset import Preset, load_preset
 from kit.services.training.processes import Processes, current, main_logs_only
@@ -120,7 +120,7 @@ def start(
     base_name = resolve_base(preset, domain, base, preset_name)
     run.dir.mkdir(parents=True, exist_ok=True)
     base_dir = prepare_base(preset, base_name, run)
-    tokenizer = load_tokenizer(embedded_tokenizer_dir() if base_name in ("tiny", "embedded") else base_dir)
+    tokenizer = load_tokenizer(embedded_tokenizer_dir() if base_name == "tiny" else base_dir)
     tokenizer.save_pretrained(str(run.path("tokenizer")))
     if base_name == "tiny":
         tokenizer.save_pretrained(str(base_dir))  # the converters read it from the base folder
@@ -158,8 +158,8 @@ def reopen(run: Run, overrides: dict[str, Any], procs: Processes) -> Setup:
     if not train:
         raise KitError(f"{run.dir}/data/train.jsonl is missing or empty", "start a new run without --resume")
     base_dir = Path(run.info["base_dir"])
-    same = run.info["base"] in ("tiny", "embedded")  # the run's tokenizer is a copy of the embedded one
-    tokenizer = load_tokenizer(embedded_tokenizer_dir() if same else run.path("tokenizer"))
+    tiny = run.info["base"] == "tiny"  # the run's tokenizer is a copy of the embedded one
+    tokenizer = load_tokenizer(embedded_tokenizer_dir() if tiny else run.path("tokenizer"))
     ckpt = latest_checkpoint(run)
     if ckpt is None and procs.main:  # killed before the first checkpoint: start over, forgetting the old log
         run.path("loss.jsonl").write_text("", encoding="utf-8")
@@ -168,7 +168,8 @@ def reopen(run: Run, overrides: dict[str, Any], procs: Processes) -> Setup:
 
 
 def resolve_base(preset: Preset, domain: Domain, flag: str | None, preset_name: str) -> str:
-    """The base model: --base, else training.base_model, else the preset's ('tiny' always stays tiny)."""
+    """The base model: --base, else training.base_model, else the preset's ('tiny' always stays tiny). An embedded
+    model is named in full ('embedded:<name>'; plain 'embedded' is the runtime's default model)."""
     if preset.base == "tiny":
         return "tiny"
     name = flag or domain.spec.training.base_model or preset.base
@@ -177,22 +178,36 @@ def resolve_base(preset: Preset, domain: Domain, flag: str | None, preset_name: 
             f"preset '{preset_name}' needs a base model",
             "name one with --base (a hub id in your Hugging Face cache or a local folder), or set training.base_model",
         )
-    if name == f"{EMBEDDED_PREFIX}{TRAINABLE}":
-        return "embedded"  # in a run: the embedded model kit fine-tunes from its GGUF
-    if is_embedded(name):
+    if not is_embedded(name):
+        return name
+    trainable = [m.spec for m in MODELS.values() if m.trainable]
+    try:
+        model = lookup(name)
+    except ValueError as exc:
+        raise KitError(str(exc), f"use one of {', '.join(trainable)}") from None
+    if not model.trainable:
         raise KitError(
-            f"base '{name}' cannot be fine-tuned from its GGUF; kit dequantises only {EMBEDDED_PREFIX}{TRAINABLE}",
-            f"use --base {EMBEDDED_PREFIX}{TRAINABLE}, or the model's Hugging Face id or folder",
+            f"base '{name}' cannot be fine-tuned from its GGUF; kit dequantises {', '.join(trainable)}",
+            "use one of those, or the model's Hugging Face id or folder",
         )
-    return name
+    return model.spec
+
+
+def embedded_base(run_base: str) -> str | None:
+    """The embedded model a run's ``base`` names, or None (tiny, a hub id, a folder); an older run's 'embedded' was
+    Gemma 3 270M, the only one kit fine-tuned then."""
+    if run_base == "embedded":
+        return TRAINABLE
+    return run_base.removeprefix(EMBEDDED_PREFIX) if run_base.startswith(EMBEDDED_PREFIX) else None
 
 
 def prepare_base(preset: Preset, name: str, run: Run) -> Path:
     """A Hugging Face folder holding the base model (and its tokenizer)."""
     from kit.components.trainer import TinySpec, build_tiny, embedded_hf_dir, embedded_tokenizer_dir, load_tokenizer
 
-    if name == "embedded":
-        return embedded_hf_dir()
+    embedded = embedded_base(name)
+    if embedded:
+        return embedded_hf_dir(embedded)
     if name == "tiny":
         if preset.tiny is None:
             raise KitError("base 'tiny' needs a `tiny:` section in the preset", "see kit/presets/tiny.yaml")
