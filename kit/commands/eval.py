@@ -159,9 +159,9 @@ def _screen_safety(domain: Domain, split: str) -> tuple[list[str], list[dict[str
     calibration split)."""
     from kit.components.embedding import Embedder
     from kit.services.evaluation import safety
-    from kit.services.safety.guardrails import Guardrails
+    from kit.services.safety.learned import screening
 
-    guards = Guardrails(domain.spec, Embedder(domain.spec.retrieval.embedding_model).embed)
+    guards = screening(domain, Embedder(domain.spec.retrieval.embedding_model).embed)
     _warn_if_miscalibrated(domain)
     wanted = {"all": safety.SPLITS, "heldout": ("heldout",), "dev": ("calibration",)}[split]
     items = [i for i in safety.load_safety(domain) if i.split in wanted]
@@ -184,10 +184,10 @@ def _safety(domain: Domain, split: str, as_json: bool, use_gate: bool, fp_budget
     split alone screened)."""
     from kit.components.embedding import Embedder
     from kit.services.evaluation import safety
-    from kit.services.safety.guardrails import Guardrails
+    from kit.services.safety.learned import screening
 
     if fp_budget is not None:  # calibration reads the calibration split only, and shows nothing of the held-out one
-        guards = Guardrails(domain.spec, Embedder(domain.spec.retrieval.embedding_model).embed)
+        guards = screening(domain, Embedder(domain.spec.retrieval.embedding_model).embed)
         items = [i for i in safety.load_safety(domain) if i.split == "calibration"]
         outcomes = safety.screen(guards, items)
         check_ids = [c.id for c in guards.checks]

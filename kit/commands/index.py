@@ -24,6 +24,7 @@ def command(domain_dir: str, quiet: bool) -> None:
       kit index domains/retail
     """
     from kit.services.retrieval.ingest import index_domain
+    from kit.services.safety.learned import refresh
 
     domain = load_domain(domain_dir)
     report = index_domain(domain, progress=not quiet)
@@ -34,5 +35,8 @@ def command(domain_dir: str, quiet: bool) -> None:
         f"{report.removed} removed, {report.unchanged} unchanged; {len(report.skipped)} skipped "
         f"({report.seconds:.1f} s)"
     )
+    trained = refresh(domain)  # the learned checks, when their training lines or encoder changed
+    if trained.seconds:
+        click.echo(f"trained the learned checks {', '.join(trained.classifiers)} ({trained.seconds:.1f} s)")
     if report.skipped:
         sys.exit(EXIT_SKIPPED)

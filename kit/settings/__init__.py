@@ -23,6 +23,7 @@ from kit.settings.conversation import (
     Rule,
     Scope,
     Screened,
+    Screening,
 )
 from kit.settings.domain import Branding, DomainSpec, Privacy, Serve, json_schema
 from kit.settings.evaluation import Evaluation, SafetyGate, Thresholds
@@ -75,6 +76,7 @@ __all__ = [
     "Sampling",
     "Scope",
     "Screened",
+    "Screening",
     "Serve",
     "ServerSettings",
     "Source",

@@ -10,10 +10,13 @@ from typing import Annotated
 from pydantic import AfterValidator, Field, model_validator
 
 from kit.settings.fields import FilePath, Strict
+from kit.settings.retrieval import known_embedding_model
 
 # Cosine similarity (all-MiniLM-L6-v2) from which a message counts as a rephrasing of an example, unless a rule or
 # trigger sets its own `threshold` (calibrated on a template's safety set; see eval/README.md there).
 EXAMPLE_THRESHOLD = 0.7
+# Share of ordinary calibration messages a learned check may fire on in cross-validation (see Screening).
+LEARNED_FALSE_POSITIVES = 0.005
 WITHHELD_MESSAGE = "Sorry, I can't share that. Please ask me another question."
 
 
@@ -135,6 +138,31 @@ class Screened(Strict):
     )
     threshold: float = Field(
         default=EXAMPLE_THRESHOLD, ge=0, le=1, description="Cosine similarity to an example from which it fires."
+    )
+
+
+class Screening(Strict):
+    """Learned checks: rules or hand-off triggers decided by a classifier over the embedding of the message and its
+    sentences, trained on the messages labelled with them in the calibration split of the safety set (eval.safety)
+    and on their examples (kit/services/safety/learned.py). Kept in the build folder, trained again when the
+    embedding model or the training lines change."""
+
+    learned: list[str] = Field(
+        default_factory=list,
+        description="Ids of rules or hand-off triggers whose classifier decides instead of their examples' `threshold`;"
+        " their patterns still fire too. One without labelled calibration messages screens as before.",
+    )
+    encoder: Annotated[str, AfterValidator(known_embedding_model)] | None = Field(
+        default=None,
+        description="The embedding model the classifiers read (a retrieval.embedding_model value, e.g. "
+        "'embedded:e5-small', multilingual); none: retrieval.embedding_model. Another one is loaded beside it.",
+    )
+    false_positive_rate: float = Field(
+        default=LEARNED_FALSE_POSITIVES,
+        ge=0,
+        le=0.5,
+        description="Share of the calibration split's ordinary messages (expect: none; leaving aside those a pattern "
+        "fires on) that each learned check may fire on in k-fold cross-validation: sets its threshold.",
     )
 
 

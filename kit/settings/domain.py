@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from kit.settings.conversation import Handoff, Persona, Rule, Scope
+from kit.settings.conversation import Handoff, Persona, Rule, Scope, Screening
 from kit.settings.evaluation import Evaluation
 from kit.settings.fields import NAME_RE, Colour, Strict
 from kit.settings.model import ModelSettings, Training
@@ -67,6 +67,9 @@ class DomainSpec(Strict):
     scope: Scope = Field(description="What it covers and how it refuses the rest.")
     handoff: Handoff = Field(description="When and to whom it hands over.")
     rules: list[Rule] = Field(default_factory=list, description="Hard rules, enforced around the model.")
+    screening: Screening = Field(
+        default_factory=Screening, description="Rules and triggers decided by a classifier trained on the safety set."
+    )
     retrieval: Retrieval = Field(description="Documents and search settings.")
     model: ModelSettings = Field(default_factory=ModelSettings, description="The language model.")
     training: Training = Field(description="Fine-tuning data and settings.")
@@ -85,6 +88,11 @@ class DomainSpec(Strict):
         unknown = [r for r in self.eval.safety_gate.rules if r not in known]
         if unknown:
             raise ValueError(f"eval.safety_gate.rules names {', '.join(unknown)}, not a rule or trigger id here")
+        unknown = [r for r in self.screening.learned if r not in known]
+        if unknown:
+            raise ValueError(f"screening.learned names {', '.join(unknown)}, not a rule or trigger id here")
+        if self.screening.learned and self.eval.safety is None:
+            raise ValueError("screening.learned trains on the safety set; add eval.safety or leave learned empty")
         return self
 
 

@@ -42,7 +42,7 @@ def embedding_name(value: str) -> str:
     return EMBEDDING_MODELS[0] if value == EMBEDDED else value
 
 
-def _embedding_model(value: str) -> str:
+def known_embedding_model(value: str) -> str:
     if value.startswith(f"{EMBEDDED}:") and value not in EMBEDDING_MODELS:
         known = ", ".join(f"'{n}'" for n in EMBEDDING_MODELS)
         raise ValueError(f"unknown embedded embedding model '{value}'; use 'embedded', {known}")
@@ -56,13 +56,13 @@ class Retrieval(Strict):
     chunk_size: int = Field(default=900, ge=100, le=8000, description="Target chunk length in characters.")
     chunk_overlap: int = Field(default=150, ge=0, le=2000, description="Characters shared by neighbouring chunks.")
     max_file_mb: int = Field(default=20, ge=1, le=1024, description="Larger files are skipped with a warning.")
-    embedding_model: Annotated[str, AfterValidator(_embedding_model)] = Field(
+    embedding_model: Annotated[str, AfterValidator(known_embedding_model)] = Field(
         default=EMBEDDED,
         description="'embedded' (all-MiniLM-L6-v2 from its PyPI package), 'embedded:<name>' with a name from "
         f"{', '.join(n.partition(':')[2] for n in EMBEDDING_MODELS)}, a local folder, or a hub id. Changing it "
         "re-indexes the documents; the guardrails embed with it too, so recalibrate their thresholds.",
     )
-    thresholds_calibrated_on: Annotated[str, AfterValidator(_embedding_model)] = Field(
+    thresholds_calibrated_on: Annotated[str, AfterValidator(known_embedding_model)] = Field(
         default=EMBEDDED,
         description="The embedding model the rules' and hand-off triggers' `threshold`s were calibrated on (`kit eval "
         "--safety --calibrate` names it). A cosine means something else under another model: while it differs from "

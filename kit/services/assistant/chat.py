@@ -54,6 +54,7 @@ class ChatService:
         from kit.components.embedding import Embedder
         from kit.components.llm import build_engine
         from kit.services.retrieval.retrieve import Retriever as IndexRetriever
+        from kit.services.safety.learned import screening
 
         mismatch = calibration_mismatch(domain.spec)
         if mismatch is not None:
@@ -62,7 +63,7 @@ class ChatService:
             )
 
         def guardrails() -> Guardrails:
-            guards = Guardrails(domain.spec, Embedder(domain.spec.retrieval.embedding_model).embed)
+            guards = screening(domain, Embedder(domain.spec.retrieval.embedding_model).embed)  # learned checks too
             guards.warm()  # the rules' examples embed while the model loads, not on the first message
             return guards
 

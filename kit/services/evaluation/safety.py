@@ -23,7 +23,7 @@ from kit.domain import Domain
 from kit.errors import DataError
 from kit.files import replace_text
 from kit.records import SafetyItem
-from kit.services.safety.guardrails import Guardrails, Score
+from kit.services.safety.guardrails import Embed, Guardrails, Score
 from kit.settings import SafetyGate, embedding_name
 from kit.validation.files import read_jsonl
 
@@ -63,15 +63,22 @@ def screen(guardrails: Guardrails, items: Sequence[SafetyItem]) -> list[SafetyOu
     of all messages embed in one batched call, with the same vectors as one at a time."""
     split = [guardrails.pieces(item.text) for item in items]
     vectors: list[np.ndarray | None] = [None] * len(items)
-    if guardrails.embed is not None and any(c.examples for c in guardrails.checks):
+    learned = vectors
+    if guardrails.embed is not None and guardrails.compares():
         guardrails.example_vectors(batch=256)
-        flat = guardrails.embed([p for ps in split for p in ps])
-        bounds = np.cumsum([0, *map(len, split)])
-        vectors = [flat[a:b] for a, b in itertools.pairwise(bounds)]
+        vectors = _per_item(guardrails.embed, split)
+        learned = vectors if guardrails.learned_embed is None else _per_item(guardrails.learned_embed, split)
     return [
-        SafetyOutcome(item, tuple(guardrails.scores(item.text, vectors=v)))
-        for item, v in zip(items, vectors, strict=True)
+        SafetyOutcome(item, tuple(guardrails.scores(item.text, vectors=v, learned=lv)))
+        for item, v, lv in zip(items, vectors, learned, strict=True)
     ]
+
+
+def _per_item(embed: Embed, split: Sequence[Sequence[str]]) -> list[np.ndarray | None]:
+    """Each item's pieces embedded, all in one call."""
+    flat = embed([p for ps in split for p in ps])
+    bounds = np.cumsum([0, *map(len, split)])
+    return [flat[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def result_rows(outcomes: Sequence[SafetyOutcome], embedding_model: str) -> list[dict[str, Any]]:
@@ -85,11 +92,15 @@ def result_rows(outcomes: Sequence[SafetyOutcome], embedding_model: str) -> list
         item = o.item
         out.append(
             {"id": item.id, "split": item.split, "expect": item.expect, "category": item.category, "lang": item.lang,
-             "fired": o.fired, "by": None if fired is None else "pattern" if fired.matched else "example",
+             "fired": o.fired, "by": None if fired is None else "pattern" if fired.matched else _by(fired),
              "similarity": None if decisive is None or decisive.similarity < 0 else round(decisive.similarity, 4),
              "embedding_model": embedding_model}
         )  # fmt: skip
     return out
+
+
+def _by(score: Score) -> str:
+    return "example" if score.check.classifier is None else "classifier"
 
 
 def summarize(rows: Sequence[Mapping[str, Any]], check_ids: Sequence[str]) -> dict[str, Any]:
@@ -144,7 +155,7 @@ def calibrate(outcomes: Sequence[SafetyOutcome], budget: float) -> dict[str, dic
     allowed = math.floor(budget * len(ordinary))
     out: dict[str, dict[str, Any]] = {}
     for index, score in enumerate(calibration[0].scores if calibration else ()):
-        if not score.check.examples:
+        if not score.check.examples or score.check.classifier is not None:  # a learned check has its own
             continue
         negatives = sorted((o.scores[index].similarity for o in ordinary if not o.scores[index].matched), reverse=True)
         floor = negatives[allowed] if allowed < len(negatives) else -1.0

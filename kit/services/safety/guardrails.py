@@ -9,7 +9,8 @@ Order of checks for each question, before the model sees it:
 A rule or trigger fires when one of its patterns matches the message (as written, and with accents and typographic
 quotes folded), or when the message, or one of its sentences, is at least the rule's `threshold` close (cosine
 similarity of the query embedder) to one of its `examples`: rephrasings, typos and other languages that no pattern
-foresaw. Rules and triggers are tried in their order in domain.yaml; the first that fires decides.
+foresaw. A learned check (screening.learned; kit/services/safety/learned.py) fires by its classifier's probability
+instead of its examples. Rules and triggers are tried in their order in domain.yaml; the first that fires decides.
 A hand-off that uses handoff.message, outside the contact's opening hours (kit/services/assistant/hours.py), says when
 the team is back and offers the lead form instead; rules, and triggers with their own message, never change with the
 hours. Personal data is masked before anything is stored (kit/services/safety/pii.py).
@@ -22,7 +23,7 @@ import re
 import threading
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -31,11 +32,14 @@ import numpy as np
 
 from kit.chunk import Chunk
 from kit.services.assistant.hours import Hours
+from kit.services.safety.classifier import Classifier
+from kit.services.safety.negation import affirmed, denied, denied_span
 from kit.settings import Contact, DomainSpec, embedding_name
 
 Kind = Literal["answer", "refuse", "handoff", "rule"]
 Embed = Callable[[list[str]], np.ndarray]
 Clock = Callable[[], datetime]
+Vectors = np.ndarray | None
 
 # Cosine similarities of all-MiniLM-L6-v2 (see bench/guardrails figures in the report): below MIN_IN_SCOPE
 # nothing in the domain is about the question; an out-of-scope example closer than the best in-scope
@@ -70,11 +74,18 @@ class Check:
     threshold: float
     message: str
     hours_apply: bool = False  # a hand-off to the contact (handoff.message): outside the hours it changes
+    classifier: Classifier | None = None  # a learned check (screening.learned): it decides instead of the examples
+
+    @property
+    def cutoff(self) -> float:
+        """The score from which it fires: the classifier's probability threshold, else the example similarity."""
+        return self.threshold if self.classifier is None else self.classifier.threshold
 
 
 @dataclass(frozen=True)
 class Score:
-    """How close a message came to firing a check: its pattern matched, or its best example similarity."""
+    """How close a message came to firing a check: its pattern matched, or its best example similarity (a learned
+    check's probability, with no example)."""
 
     check: Check
     matched: bool
@@ -83,7 +94,7 @@ class Score:
 
     @property
     def fires(self) -> bool:
-        return self.matched or self.similarity >= self.check.threshold
+        return self.matched or self.similarity >= self.check.cutoff
 
 
 def calibration_mismatch(spec: DomainSpec) -> str | None:
@@ -149,6 +160,7 @@ class Guardrails:
             for t in spec.handoff.triggers
         ]
         self.embed = embed
+        self.learned_embed: Embed | None = None  # the learned checks' own encoder (screening.encoder), if another
         self._scope_vectors: tuple[np.ndarray, np.ndarray] | None = None
         self._example_vectors: list[np.ndarray] | None = None
         self._vocabulary: tuple[frozenset[str], frozenset[str]] | None = None
@@ -178,19 +190,26 @@ class Guardrails:
         text = text.replace("{contact}", contact_text(self.spec.handoff.contact))
         return Verdict("handoff", text, trigger, lead_form=True)
 
-    def scores(self, question: str, stop_at_first: bool = False, vectors: np.ndarray | None = None) -> list[Score]:
+    def scores(
+        self, question: str, stop_at_first: bool = False, vectors: np.ndarray | None = None, learned: Vectors = None
+    ) -> list[Score]:
         """Each check's pattern match and best example similarity for ``question``, in order (up to the first that
-        fires with ``stop_at_first``). Without an embedder, examples are not compared; ``vectors`` are the
-        embeddings of ``pieces(question)`` when the caller has them (a batch, as the safety eval does)."""
+        fires with ``stop_at_first``). Without an embedder, examples are not compared; ``vectors`` (and ``learned``,
+        under the learned checks' own encoder) are the embeddings of ``pieces(question)`` when the caller has them (a
+        batch, as the safety eval does)."""
         texts = (question, fold(question), self.respell(question))
-        if vectors is None and self.embed is not None and self._has_examples():
+        if vectors is None and self.embed is not None and self.compares():
             vectors = self.embed(self.pieces(question))
+        if learned is None and vectors is not None:
+            learned = vectors if self.learned_embed is None else self.learned_embed(self.pieces(question))
         examples = self.example_vectors() if vectors is not None else []
         out: list[Score] = []
         for i, check in enumerate(self.checks):
             matched = check.pattern is not None and any(affirmed(check.pattern, t) for t in texts)
             similarity, example = -1.0, ""
-            if not matched and vectors is not None and check.examples:
+            if not matched and learned is not None and check.classifier is not None:
+                similarity = check.classifier.probability(learned)
+            elif not matched and vectors is not None and check.examples:
                 sims = vectors @ examples[i].T  # pieces × examples
                 best = int(np.argmax(sims.max(axis=0)))
                 similarity, example = float(sims[:, best].max()), check.examples[best]
@@ -212,11 +231,11 @@ class Guardrails:
         by similarity either. The message as written when nothing is denied."""
         text = fold(message)
         spans = [
-            _clause(text, m)
+            denied_span(text, m)
             for c in self.checks
             if c.pattern is not None
             for m in c.pattern.finditer(text)
-            if _denied(text, m)
+            if denied(text, m)
         ]
         if not spans:
             return message
@@ -257,11 +276,19 @@ class Guardrails:
 
     def warm(self) -> None:
         """Embed the examples now (at start) rather than on the first message."""
-        if self.embed is not None and self._has_examples():
+        if self.embed is not None and self.compares():
             self.example_vectors()
 
-    def _has_examples(self) -> bool:
-        return any(c.examples for c in self.checks)
+    def compares(self) -> bool:
+        """Whether some check compares the message's vectors (examples, a classifier): messages must be embedded."""
+        return any(c.examples or c.classifier for c in self.checks)
+
+    def learn(self, classifiers: dict[str, Classifier], embed: Embed | None = None) -> None:
+        """Let these checks' classifiers (kit/services/safety/learned.py) decide instead of their examples; ``embed``:
+        the encoder they were trained on, when it is not the guardrails' own."""
+        self.learned_embed = embed
+        self.checks = [replace(c, classifier=classifiers.get(c.id, c.classifier)) for c in self.checks]
+        self._example_vectors = None
 
     def scope(self, question: str, chunks: Sequence[Chunk]) -> Verdict:
         """The refusal when the evidence says the question is off-topic; ANSWER otherwise."""
@@ -343,34 +370,6 @@ def _respelled(word: str, known: frozenset[str], targets: frozenset[str]) -> str
     edits += [a + c + b[1:] for a, b in splits if b for c in letters]
     edits += [a + c + b for a, b in splits for c in letters]
     return min((e for e in edits if e in targets), default=word)
-
-
-# A pattern's match right after one of these, in the same clause, is denied rather than said ("no chest pain",
-# "he doesn't have trouble breathing", "no tengo dolor de pecho"); a few filler words may stand between. A pattern
-# that holds the negation itself ("can't breathe", "not breathing", "no respira") starts with it, so it still fires.
-_NEGATION = re.compile(
-    r"(?:\b(?:no|not|never|without|denies|denied|nunca|sin|ni)\b|\b(?:don|doesn|didn|haven|hasn|isn|aren|wasn)[’']?t"
-    r"(?: (?:have|has|had|having|got|get|feel|feeling))?|\bno (?:tengo|tiene|tuvo|hay|siento|siente))"
-    r"(?: (?:any|a|an|the|more|real|other|signs? of|symptoms? of|kind of|having|had|el|la|los|las|un|una|de|mas))*\s*$"
-)
-_CLAUSE = re.compile(r"[.,;:!?()]|\b(?:but|and|or|just|although|though|pero|y|o|solo|aunque)\b")
-
-
-def affirmed(pattern: re.Pattern[str], text: str) -> bool:
-    """Whether ``pattern`` matches ``text`` somewhere that is not denied within its clause."""
-    return any(not _denied(text, m) for m in pattern.finditer(text))
-
-
-def _denied(text: str, match: re.Match[str]) -> bool:
-    return bool(_NEGATION.search(_CLAUSE.split(text[: match.start()])[-1]))
-
-
-def _clause(text: str, match: re.Match[str]) -> tuple[int, int]:
-    """From the negation that denies ``match`` to the end of the match's clause."""
-    before = _CLAUSE.split(text[: match.start()])[-1]
-    start = match.start() - len(before) + _NEGATION.search(before).start()  # type: ignore[union-attr]
-    after = _CLAUSE.search(text, match.end())
-    return start, after.start() if after else len(text)
 
 
 def _compile(patterns: Sequence[str]) -> re.Pattern[str] | None:

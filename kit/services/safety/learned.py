@@ -1,0 +1,196 @@
+"""The learned checks of a domain (``screening.learned`` in domain.yaml): trained from its safety set's calibration
+split and the checks' examples (kit/services/safety/classifier.py), cached in the build folder and trained again when
+the embedding model or the training lines change, at `kit index`, `kit serve` start (and chat, ask) and `kit eval`.
+
+The cache is ``build/screening.npz`` with a stamp: the embedding model's name and a sha256 over everything the
+classifiers depend on (the calibration lines, each learned check's examples and patterns, the screening settings).
+A domain with no learned checks, or whose safety set has no calibration messages for one, screens as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from kit.domain import Domain
+from kit.files import replace_with
+from kit.records import SafetyItem
+from kit.services.safety.classifier import Classifier, Labelled, choose_threshold, out_of_fold, train
+from kit.services.safety.guardrails import Embed, Guardrails, fold
+from kit.services.safety.negation import affirmed
+from kit.settings import embedding_name
+
+logger = logging.getLogger(__name__)
+
+CACHE = "screening.npz"
+VERSION = 1  # bump when training changes, so caches trained the old way are trained again
+
+
+@dataclass(frozen=True)
+class Trained:
+    """The classifiers of a domain, by check id, and how long training took (0 when read from the cache)."""
+
+    classifiers: dict[str, Classifier]
+    seconds: float = 0.0
+
+
+def screening(domain: Domain, embed: Embed) -> Guardrails:
+    """The domain's guardrails with its learned checks (trained, or read from the cache), ``embed`` being the
+    retrieval embedder; the learned checks' own encoder (screening.encoder) is loaded when it is another."""
+    guards = Guardrails(domain.spec, embed)
+    if domain.spec.screening.learned:
+        guards.learned_embed = _encoder(domain)
+        guards.learn(learned(domain, guards).classifiers, guards.learned_embed)
+    return guards
+
+
+def refresh(domain: Domain) -> Trained:
+    """The learned checks trained again if their cache is stale (`kit index` calls it); nothing when there are none."""
+    from kit.components.embedding import Embedder
+
+    if not domain.spec.screening.learned:
+        return Trained({})
+    guards = Guardrails(domain.spec, Embedder(domain.spec.retrieval.embedding_model).embed)
+    guards.learned_embed = _encoder(domain)
+    return learned(domain, guards)
+
+
+def encoder_name(domain: Domain) -> str:
+    """The embedding model the learned checks read."""
+    return embedding_name(domain.spec.screening.encoder or domain.spec.retrieval.embedding_model)
+
+
+def _encoder(domain: Domain) -> Embed | None:
+    """The learned checks' encoder when it is not the retrieval embedder, else None (they share its vectors)."""
+    from kit.components.embedding import Embedder
+
+    name = encoder_name(domain)
+    return None if name == embedding_name(domain.spec.retrieval.embedding_model) else Embedder(name).embed
+
+
+def learned(domain: Domain, guards: Guardrails) -> Trained:
+    """The domain's classifiers: from the cache when its stamp matches, else trained now and cached."""
+    ids = domain.spec.screening.learned
+    if not ids:
+        return Trained({})
+    items = calibration_items(domain)
+    stamp = _stamp(domain, items)
+    cached = _read(domain, stamp)
+    if cached is not None:
+        return Trained(cached)
+    started = time.perf_counter()
+    classifiers = train_checks(guards, items, ids, domain.spec.screening.false_positive_rate)
+    _write(domain, stamp, classifiers)
+    seconds = time.perf_counter() - started
+    logger.info("trained the learned checks %s in %.1f s", ", ".join(classifiers), seconds)
+    return Trained(classifiers, seconds)
+
+
+def calibration_items(domain: Domain) -> list[SafetyItem]:
+    """The safety set's calibration split (the held-out split is left unread); none without a safety set."""
+    from kit.services.evaluation.safety import load_safety
+
+    if domain.spec.eval.safety is None:
+        return []
+    return [i for i in load_safety(domain) if i.split == "calibration"]
+
+
+def labelled(guards: Guardrails, items: Sequence[SafetyItem]) -> list[Labelled]:
+    """Each message's label and its pieces' vectors under the learned checks' encoder (one batched call)."""
+    split = [guards.pieces(item.text) for item in items]
+    flat = _embed(guards)([p for ps in split for p in ps]) if items else np.zeros((0, 1), dtype=np.float32)
+    out, start = [], 0
+    for item, ps in zip(items, split, strict=True):
+        out.append(Labelled(item.expect, flat[start : start + len(ps)]))
+        start += len(ps)
+    return out
+
+
+def pattern_matches(guards: Guardrails, check: str, texts: Sequence[str]) -> list[bool]:
+    """Whether ``check``'s patterns fire on each text (as written, folded, respelled; denials read)."""
+    pattern = next(c for c in guards.checks if c.id == check).pattern
+    if pattern is None:
+        return [False] * len(texts)
+    return [any(affirmed(pattern, t) for t in (text, fold(text), guards.respell(text))) for text in texts]
+
+
+def train_checks(
+    guards: Guardrails, items: Sequence[SafetyItem], ids: Sequence[str], false_positive_rate: float
+) -> dict[str, Classifier]:
+    """A classifier per check in ``ids`` that has calibration messages, its threshold from cross-validation."""
+    messages = labelled(guards, items)
+    out = {}
+    for cid in ids:
+        if not any(m.label == cid for m in messages):
+            logger.warning("%s has no labelled calibration messages: it screens by patterns and examples", cid)
+            continue
+        matched = pattern_matches(guards, cid, [i.text for i in items])
+        mine = [Labelled(m.label, m.vectors, hit) for m, hit in zip(messages, matched, strict=True)]
+        examples = example_vectors(guards, cid)
+        threshold = choose_threshold(out_of_fold(cid, mine, examples), mine, false_positive_rate)
+        weights, bias = train(cid, mine, examples)
+        out[cid] = Classifier(weights, bias, threshold)
+    return out
+
+
+def example_vectors(guards: Guardrails, check: str) -> np.ndarray:
+    """The check's examples embedded by the learned checks' encoder (no rows when it has none)."""
+    examples = next(c for c in guards.checks if c.id == check).examples
+    return _embed(guards)(list(examples)) if examples else np.zeros((0, 1), dtype=np.float32)
+
+
+def _embed(guards: Guardrails) -> Embed:
+    embed = guards.learned_embed or guards.embed
+    assert embed is not None
+    return embed
+
+
+def _stamp(domain: Domain, items: Sequence[SafetyItem]) -> str:
+    spec = domain.spec
+    screened = {c.id: c for c in (*spec.rules, *spec.handoff.triggers)}
+    content = {
+        "version": VERSION,
+        "encoder": encoder_name(domain),
+        "settings": spec.screening.model_dump(),
+        "checks": {cid: [screened[cid].patterns, screened[cid].examples] for cid in spec.screening.learned},
+        "items": [[i.text, i.expect] for i in items],
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def _read(domain: Domain, stamp: str) -> dict[str, Classifier] | None:
+    path = domain.build_dir / CACHE
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["stamp"]) != stamp:
+                return None
+            ids = [str(i) for i in data["ids"]]
+            return {
+                cid: Classifier(data["weights"][n], float(data["bias"][n]), float(data["threshold"][n]))
+                for n, cid in enumerate(ids)
+            }
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _write(domain: Domain, stamp: str, classifiers: dict[str, Classifier]) -> None:
+    ids = list(classifiers)
+    buffer = io.BytesIO()
+    dim = next((c.weights.shape[0] for c in classifiers.values()), 0)
+    np.savez(
+        buffer,
+        stamp=np.array(stamp),
+        ids=np.array(ids, dtype=str),
+        weights=np.stack([classifiers[i].weights for i in ids]) if ids else np.zeros((0, dim), dtype=np.float32),
+        bias=np.array([classifiers[i].bias for i in ids]),
+        threshold=np.array([classifiers[i].threshold for i in ids]),
+    )
+    # a cache: a build folder that cannot be written (a read-only image) only means training again next start
+    replace_with(domain.build_dir / CACHE, lambda tmp: tmp.write_bytes(buffer.getvalue()), cache=True)
