@@ -2,7 +2,7 @@
 split and the checks' examples (kit/services/safety/classifier.py), cached in the build folder and trained again when
 the embedding model or the training lines change, at `kit index`, `kit serve` start (and chat, ask) and `kit eval`.
 
-The cache is ``build/screening.npz`` with a stamp: the embedding model's name and a sha256 over everything the
+The cache is ``build/screening.npz`` with a stamp: the encoder's name and a sha256 over everything the
 classifiers depend on (the calibration lines, each learned check's examples and patterns, the screening settings).
 A domain with no learned checks, or whose safety set has no calibration messages for one, screens as before.
 """
@@ -30,6 +30,7 @@ from kit.settings import embedding_name
 logger = logging.getLogger(__name__)
 
 CACHE = "screening.npz"
+VECTORS = "screening-vectors.npz"  # the training pieces' vectors, so that new lines alone are embedded
 VERSION = 1  # bump when training changes, so caches trained the old way are trained again
 
 
@@ -86,8 +87,10 @@ def learned(domain: Domain, guards: Guardrails) -> Trained:
     if cached is not None:
         return Trained(cached)
     started = time.perf_counter()
-    classifiers = train_checks(guards, items, ids, domain.spec.screening.false_positive_rate)
+    known = _read_vectors(domain)
+    classifiers = train_checks(guards, items, ids, domain.spec.screening.false_positive_rate, known)
     _write(domain, stamp, classifiers)
+    _write_vectors(domain, known)
     seconds = time.perf_counter() - started
     logger.info("trained the learned checks %s in %.1f s", ", ".join(classifiers), seconds)
     return Trained(classifiers, seconds)
@@ -102,15 +105,17 @@ def calibration_items(domain: Domain) -> list[SafetyItem]:
     return [i for i in load_safety(domain) if i.split == "calibration"]
 
 
-def labelled(guards: Guardrails, items: Sequence[SafetyItem]) -> list[Labelled]:
-    """Each message's label and its pieces' vectors under the learned checks' encoder (one batched call)."""
+def labelled(
+    guards: Guardrails, items: Sequence[SafetyItem], known: dict[str, np.ndarray] | None = None
+) -> list[Labelled]:
+    """Each message's label and its pieces' vectors under the learned checks' encoder, the pieces not in ``known``
+    (text to vector, updated) embedded in one batched call."""
+    known = {} if known is None else known
     split = [guards.pieces(item.text) for item in items]
-    flat = _embed(guards)([p for ps in split for p in ps]) if items else np.zeros((0, 1), dtype=np.float32)
-    out, start = [], 0
-    for item, ps in zip(items, split, strict=True):
-        out.append(Labelled(item.expect, flat[start : start + len(ps)]))
-        start += len(ps)
-    return out
+    todo = sorted({p for ps in split for p in ps} - known.keys())
+    if todo:
+        known.update(zip(todo, _embed(guards)(todo), strict=True))
+    return [Labelled(item.expect, np.stack([known[p] for p in ps])) for item, ps in zip(items, split, strict=True)]
 
 
 def pattern_matches(guards: Guardrails, check: str, texts: Sequence[str]) -> list[bool]:
@@ -122,10 +127,15 @@ def pattern_matches(guards: Guardrails, check: str, texts: Sequence[str]) -> lis
 
 
 def train_checks(
-    guards: Guardrails, items: Sequence[SafetyItem], ids: Sequence[str], false_positive_rate: float
+    guards: Guardrails,
+    items: Sequence[SafetyItem],
+    ids: Sequence[str],
+    false_positive_rate: float,
+    known: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Classifier]:
-    """A classifier per check in ``ids`` that has calibration messages, its threshold from cross-validation."""
-    messages = labelled(guards, items)
+    """A classifier per check in ``ids`` that has calibration messages, its threshold from cross-validation
+    (``known``: vectors of pieces embedded before, as in ``labelled``)."""
+    messages = labelled(guards, items, known)
     out = {}
     for cid in ids:
         if not any(m.label == cid for m in messages):
@@ -178,6 +188,26 @@ def _read(domain: Domain, stamp: str) -> dict[str, Classifier] | None:
             }
     except (OSError, KeyError, ValueError):
         return None
+
+
+def _read_vectors(domain: Domain) -> dict[str, np.ndarray]:
+    """The pieces embedded when the checks were last trained, under the encoder they use now (none otherwise): a
+    few lines added to the safety set embed only those lines."""
+    try:
+        with np.load(domain.build_dir / VECTORS, allow_pickle=False) as data:
+            if str(data["encoder"]) != encoder_name(domain):
+                return {}
+            return dict(zip((str(t) for t in data["texts"]), data["vectors"], strict=True))
+    except (OSError, KeyError, ValueError):
+        return {}
+
+
+def _write_vectors(domain: Domain, known: dict[str, np.ndarray]) -> None:
+    buffer = io.BytesIO()
+    texts = sorted(known)
+    vectors = np.stack([known[t] for t in texts]) if texts else np.zeros((0, 1), dtype=np.float32)
+    np.savez(buffer, encoder=np.array(encoder_name(domain)), texts=np.array(texts, dtype=str), vectors=vectors)
+    replace_with(domain.build_dir / VECTORS, lambda tmp: tmp.write_bytes(buffer.getvalue()), cache=True)
 
 
 def _write(domain: Domain, stamp: str, classifiers: dict[str, Classifier]) -> None:
