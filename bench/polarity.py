@@ -4,8 +4,8 @@
 
 For each template (default: the three shipped ones), a temporary copy is indexed (`kit index`) and each dev item with
 ``yes_no`` gets the chunks the runtime would give the model (the retrieval service, the domain's k). The test
-(``kit.services.assistant.passages.contradiction``) is then asked whether the passage closest to the question says no,
-as if the model had opened with "yes":
+(``kit.services.assistant.claims.refuted``) is then asked whether a given passage says no to the question (the
+closest one says no to its case, or one sets a limit its figure goes past), as if the model had opened with "yes":
 - recall: the share of items whose true answer is no on which it fires (a wrong "yes" would be withheld);
 - false alarm: the share of items whose true answer is yes on which it fires (a right "yes" would be withheld).
 "retrieved" counts the "no" items whose deciding section (the item's ``sources``) was among the chunks, and recall
@@ -36,9 +36,9 @@ def measure(template: Path, show: bool) -> dict[str, list[bool]]:
     from kit.services.retrieval.retrieve import Retriever
 
     try:
+        from kit.services.assistant.claims import refuted as contradiction
+    except ImportError:  # a commit before kit/services/assistant/limits.py
         from kit.services.assistant.passages import contradiction
-    except ImportError:  # a commit before kit/services/assistant/passages.py
-        from kit.services.assistant.claims import _contradiction as contradiction
     fired: dict[str, list[bool]] = {"no": [], "yes": [], "retrieved": []}
     with tempfile.TemporaryDirectory(prefix="kit-polarity-") as tmp:
         copy = Path(tmp) / template.name

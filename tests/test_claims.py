@@ -165,6 +165,39 @@ def test_a_list_under_a_closed_lead_in_says_no_to_open_and_yes_to_closed() -> No
     assert check("Yes, it is closed.", "Is the clinic closed on Labor Day?", [holidays]).text == "Yes, it is closed."
 
 
+def test_a_figure_past_a_limit_the_passage_sets_is_a_no() -> None:
+    given = [
+        section(1, "Baggage > Checked bags", "- **1 checked bag** of up to **50 lb (23 kg)** per traveler.\n"
+                "- **Liquids in carry-on** must be in containers of **3.4 oz (100 ml)** or less."),
+        section(2, "Booking > Paying", "We do not accept cash payments over $500. Cards are charged in USD."),
+        section(3, "Cancellation > Airline schedule changes", "If an airline moves a flight by more than 4 hours, we "
+                "refund the package at no extra cost."),
+    ]  # fmt: skip
+    said = "Yes, you can."
+    heavy = check(said, "Can I check a 75 lb bag on my flight?", given)
+    assert heavy.fallback and "up to **50 lb" in heavy.decisions[0]
+    assert "up to **50 lb" in heavy.text and heavy.text.endswith("[1]")  # the passage that said no is quoted
+    assert check(said, "Can I bring a 6 oz bottle of shampoo in my carry-on?", given).fallback
+    assert check(said, "Can I pay for my $2,000 trip in cash?", given).fallback
+    # within the limit, another unit, or a limit on something else: the yes stands
+    assert check(said, "Can I check a 40 lb bag?", given).text == said
+    assert check(said, "Can I check a bag of 30 kg?", given).fallback  # the same limit in kg
+    assert check(said, "Can I pay for my $2,000 trip by card?", given).text == said
+    # "more than 4 hours" in a condition is no limit: a 6-hour change is the case it grants
+    assert check(said, "Can I get a refund if the airline moves my flight by 6 hours?", given).text == said
+
+
+def test_a_place_a_case_must_be_in_says_no_to_another_place() -> None:
+    telehealth = section(1, "Appointments > Telehealth Video Visits", "Telehealth visits are held through the "
+                         "patient portal.\n- **Location:** you must be physically located in Oregon at the time of "
+                         "the visit; this is a state licensing rule.")  # fmt: skip
+    intro = section(2, "Appointments", "This page explains how to book an appointment and how telehealth works.")
+    said = "Yes, of course."
+    away = check(said, "Can I do my telehealth appointment from my hotel in California?", [intro, telehealth])
+    assert away.fallback and "located in Oregon" in away.decisions[0]
+    assert check(said, "Can I do my telehealth appointment from home in Oregon?", [intro, telehealth]).text == said
+
+
 def test_nothing_left_quotes_the_closest_passage_or_says_it_cannot_find_it() -> None:
     row = check("It costs $420.", "How much is the Ridgeline 3 tent?", GIVEN)
     assert row.fallback and row.text.startswith("From our catalogue: \u201cNW-TNT-0043 — Ridgeline 3 Backpacking Tent;")

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kit.services.assistant.facts import unsupported
+from kit.services.assistant.limits import over_limit
 from kit.services.assistant.passages import WORD, Given, closest, content_words, contradiction, sentence_ends, sentences
 from kit.services.assistant.prompt import CITE
 
@@ -111,6 +112,7 @@ class ClaimCheck:
         self.said: set[str] = set()
         self.done = False  # junk was found, or a contradicted "yes": nothing more of the model's is sent
         self.fallback: Checked | None = None
+        self.against: tuple[int, str] | None = None  # the passage that said no to an opening "yes"
 
     def feed(self, sentence: str) -> str:
         """What of ``sentence`` may be sent ("" when nothing); sets ``done`` when the rest of the answer must go."""
@@ -122,10 +124,10 @@ class ClaimCheck:
             and polarity(sentence) == "yes"
             and YES_NO_QUESTION.match(self.question)
         ):
-            against = contradiction(self.question, self.given)
+            against = refuted(self.question, self.given)
             if against:
                 self._decide(f"not sent: opens with yes, but [{against[0]}] says \u201c{against[1]}\u201d")
-                self.done = True
+                self.done, self.against = True, against
                 return ""
         rubbish = junk(sentence, self.everything)
         again = " ".join(WORD.findall(sentence.casefold()))
@@ -163,8 +165,15 @@ class ClaimCheck:
         """The answer as sent: the kept sentences, or the passage itself when nothing trustworthy is left."""
         text = "".join(self.kept).strip()
         if not text or not re.search(r"\w", CITE.sub("", text)):
-            return _fallback(self.question, self.given, self.decisions)
+            return _fallback(self.question, self.given, self.decisions, self.against)
         return Checked(text, self.decisions)
+
+
+def refuted(question: str, given: Sequence[Given]) -> tuple[int, str] | None:
+    """(document number, passage) when a given passage answers the yes/no ``question`` no: the closest passage says
+    no to its case (kit/services/assistant/passages.py), or a passage sets a limit its figure goes past
+    (kit/services/assistant/limits.py)."""
+    return contradiction(question, given) or over_limit(question, given)
 
 
 def check(answer: str, question: str, given: Sequence[Given], known: str = "") -> Checked:
@@ -228,12 +237,15 @@ def attribute(sentence: str, given: Sequence[Given], asked: str = "") -> int | N
     return best[0] if best else None
 
 
-def _fallback(question: str, given: Sequence[Given], decisions: list[str]) -> Checked:
+def _fallback(
+    question: str, given: Sequence[Given], decisions: list[str], against: tuple[int, str] | None = None
+) -> Checked:
+    """The passage that said no to the answer's "yes" (``against``), else the one closest to the question, quoted."""
     best = closest(question, given)
-    if best is None or best.shared < min(MIN_SHARED, len(content_words(question))):
+    if against is None and (best is None or best.shared < min(MIN_SHARED, len(content_words(question)))):
         decisions.append("nothing left to send, and no passage is close enough to the question to quote")
         return Checked("I'm sorry, I can't find that in our documents.", decisions, fallback=True)
-    n, passage = best.n, best.quote
+    n, passage = against or (best.n, best.quote)
     doc = next(g for g in given if g.n == n)
     name = doc.title.split(" > ")[0] if doc.source.endswith((".md", ".txt", ".html", ".htm")) else ""
     where = f"our {name or Path(doc.source).stem.replace('-', ' ').replace('_', ' ')}"

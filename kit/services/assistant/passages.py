@@ -23,7 +23,9 @@ NEGATION = re.compile(
     r"\b(?:not|no|never|cannot|can't|won't|don't|doesn't|isn't|aren't|except|excluding)\b|n't\b",
     re.IGNORECASE,
 )
-ONLY = re.compile(r"\bonly\b", re.IGNORECASE)
+# a place a case must be in ("you must be physically located in Oregon")
+MUST_BE_IN = r"\b[Mm]ust be (?:[a-z]+ ){0,2}in(?= [A-Z])"
+ONLY = re.compile(rf"\b[Oo]nly\b|{MUST_BE_IN}")
 # a "no" that means free or needless, not forbidden: "at no extra cost", "no appointment needed", "no-show"
 NOT_A_NO = re.compile(
     r"\bno[ -](?:(?:extra|additional) )?(?:cost|charge|fee|surcharge|show)s?\b|\bno \w+ (?:needed|required)\b", re.I
@@ -104,9 +106,20 @@ def contradiction(question: str, given: Sequence[Given]) -> tuple[int, str] | No
     asked, text = content_words(question), NOT_A_NO.sub(" ", best.text)
     if _says_no(asked, text) or _outside(asked, text):
         return best.n, best.text
-    if NEGATION.search(text) or ONLY.search(text) or not best.under:  # a list item with words of its own decides
-        return None
-    return best.n, best.quote
+    if not (NEGATION.search(text) or ONLY.search(text)) and best.under:  # a list item saying nothing itself
+        return best.n, best.quote
+    return _restricted(question, given)
+
+
+def _restricted(question: str, given: Sequence[Given]) -> tuple[int, str] | None:
+    """A passage other than the closest one that says where the question's case must be, a place the question is
+    outside of ("Telehealth Video Visits: you must be physically located in Oregon" for a visit from California):
+    it shares two content words with the question, its heading's or lead-in's counting."""
+    asked = content_words(question)
+    for n, text, context, _ in passages_of(given):
+        if re.search(MUST_BE_IN, text) and len(asked & (content_words(text) | context)) >= 2 and _outside(asked, text):
+            return n, text
+    return None
 
 
 def _says_no(asked: set[str], text: str) -> bool:
@@ -146,21 +159,27 @@ def closest(question: str, given: Sequence[Given]) -> Passage | None:
     the one sharing more in its own words (a heading's count for every passage under it); then the earlier one."""
     want = content_words(question)
     best: Passage | None = None
+    for n, text, context, under in passages_of(given):
+        own = want & content_words(text)
+        passage = Passage(n, text, len(own | (want & context)), len(own), under)
+        if best is None or (passage.shared, passage.own) > (best.shared, best.own):
+            best = passage
+    return best
+
+
+def passages_of(given: Sequence[Given]) -> Iterator[tuple[int, str, set[str], str]]:
+    """(document number, passage, the words that count for it besides its own, what says no for it) for every
+    passage of the given documents: a table row whole ("field: value" lines joined), else each sentence, with its
+    heading's words and, for a list item, its lead-in's."""
     for g in given:
         lines = [ln.strip() for ln in g.text.splitlines() if ln.strip()]
         if _is_row(lines):
-            shared = len(want & content_words(" ".join(lines)))
-            found = [Passage(g.n, "; ".join(lines), shared, shared)]
-        else:
-            title = lines[0] if len(lines) > 1 else ""
-            heading, found = content_words(title), []
-            for text, lead, under in _passages(lines[1:] or lines, title):
-                own = want & content_words(text)
-                found.append(Passage(g.n, text, len(own | (want & (lead | heading))), len(own), under))
-        for passage in found:
-            if best is None or (passage.shared, passage.own) > (best.shared, best.own):
-                best = passage
-    return best
+            yield g.n, "; ".join(lines), set(), ""
+            continue
+        title = lines[0] if len(lines) > 1 else ""
+        heading = content_words(title)
+        for text, lead, under in _passages(lines[1:] or lines, title):
+            yield g.n, text, lead | heading, under
 
 
 def _passages(lines: list[str], heading: str) -> Iterator[tuple[str, set[str], str]]:
