@@ -89,10 +89,10 @@ def embedded_tokenizer_dir(name: str = TRAINABLE) -> Path:
 def embedded_hf_dir(name: str = TRAINABLE) -> Path:
     """An embedded model as a plain Hugging Face folder (float32), dequantised from its GGUF once (1-3 min).
 
-    transformers reads the GGUF (the ``gguf`` package dequantises each tensor: Q4_K, Q5_0, Q6_K, Q8_0 ...) but
-    refuses to save that model, so the weights move into a plain model built from the same config without its
-    ``quantization_config``. What the conversion must keep (rope base, heads, an output layer of its own or a tied
-    one, q/k/v biases) is checked against the GGUF's own header and tensor list before the folder is published.
+    transformers reads the GGUF (the ``gguf`` package dequantises each tensor: Q4_K, Q5_0, Q6_K, Q8_0 ...) into a
+    float32 model, saved once its GGUF quantizer is dropped. What the conversion must keep (rope base, heads, an
+    output layer of its own or a tied one, q/k/v biases, the values) is checked against the GGUF's own header and
+    tensors before the folder is published.
     """
     model = lookup(name)
     if not model.trainable:
@@ -106,13 +106,12 @@ def embedded_hf_dir(name: str = TRAINABLE) -> Path:
         from transformers import AutoModelForCausalLM
 
         gguf = named_gguf(model.name)
-        loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-        config = loaded.config
-        if hasattr(config, "quantization_config"):
-            del config.quantization_config
-        plain = type(loaded)(config)
-        plain.load_state_dict(loaded.state_dict())
-        del loaded
+        plain = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        # The weights are plain float32 tensors by now, but the GGUF "quantizer" transformers keeps on the model
+        # refuses to save it; dropping it saves them as they are, without a second copy (7 GB for the 1.5B).
+        plain.hf_quantizer, plain.is_quantized = None, False
+        if hasattr(plain.config, "quantization_config"):
+            del plain.config.quantization_config
         problems = dequantised_problems(plain, gguf)
         if problems:
             raise ModelError(
