@@ -28,6 +28,7 @@ TEMPLATES = [ROOT / "domains" / name for name in ("retail", "clinic", "travel")]
 def measure(template: Path, show: bool) -> dict[str, list[bool]]:
     """``{"no": [fired, …], "yes": [fired, …], "retrieved": [fired, …]}`` over the template's dev yes/no items
     ("retrieved": the "no" items whose deciding section was given)."""
+    from kit.components.embedding import Embedder
     from kit.domain import load_domain
     from kit.services.assistant.reply import refs
     from kit.services.evaluation.metrics import covered
@@ -45,13 +46,14 @@ def measure(template: Path, show: bool) -> dict[str, list[bool]]:
         shutil.copytree(template, copy, ignore=shutil.ignore_patterns("results", "build", "__pycache__"))
         domain = load_domain(copy)
         index_domain(domain, progress=False)
+        embed = Embedder(domain.spec.retrieval.embedding_model).embed
         retriever = Retriever.open(domain)
         for case in load_items(domain, split="dev"):
             item = case.item
             if item.yes_no is None:
                 continue
             given = refs(retriever.retrieve(item.question))
-            against = contradiction(item.question, given)
+            against = contradiction(item.question, given, embed)
             fired[item.yes_no].append(against is not None)
             if item.yes_no == "no" and not covered(item, given):
                 fired["retrieved"].append(against is not None)

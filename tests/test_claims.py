@@ -198,6 +198,28 @@ def test_a_place_a_case_must_be_in_says_no_to_another_place() -> None:
     assert check(said, "Can I do my telehealth appointment from home in Oregon?", [intro, telehealth]).text == said
 
 
+def test_the_passage_closest_in_meaning_can_say_no_when_the_closest_in_words_does_not() -> None:
+    from kit.components.embedding import Embedder
+
+    given = [
+        section(1, "Insurance > Trip cancellation", "Trip cancellation pays back your non-refundable fees if you "
+                "cancel for a covered reason: illness, injury or a death in the family. Changing your mind, work "
+                "commitments and a refused visa are not covered reasons, unless you buy Cancel For Any Reason."),
+        section(2, "Insurance > Baggage", "Lost or delayed baggage is covered up to the plan's limit."),
+    ]  # fmt: skip
+    question = "Will the insurance pay me back if I cancel because my visa was refused?"
+    said = "Yes, the insurance pays you back [1]."
+    # the passage closest in words (pays back ... if you cancel for a covered reason) says nothing against it
+    assert check(said, question, given).text == said
+    embed = Embedder("embedded").embed
+    claim = ClaimCheck(question, given, embed=embed)
+    assert claim.feed(said) == "" and claim.done
+    assert "a refused visa are not covered reasons" in claim.finish().text
+    # a yes the passage grants stays
+    ill = ClaimCheck("Will the insurance pay me back if I cancel because of an injury?", given, embed=embed)
+    assert ill.feed(said) == said
+
+
 def test_nothing_left_quotes_the_closest_passage_or_says_it_cannot_find_it() -> None:
     row = check("It costs $420.", "How much is the Ridgeline 3 tent?", GIVEN)
     assert row.fallback and row.text.startswith("From our catalogue: \u201cNW-TNT-0043 — Ridgeline 3 Backpacking Tent;")

@@ -103,7 +103,7 @@ class ChatService:
         pieces = until_phantom_citation(_timed(self.engine.stream(messages, stop=PROMPT_MARKERS), reply), len(chunks))
         if self.domain.spec.model.claim_check:
             known = "\n".join([self.system, self.guardrails.handoff_message, *(m["content"] for m in history)])
-            reply.claims = ClaimCheck(question, reply.sources, known)
+            reply.claims = ClaimCheck(question, reply.sources, known, self.guardrails.embed)
             pieces = streamed(pieces, reply.claims)
         reply.pieces = guarded(pieces, self.output_guard(messages), reply)
         return reply

@@ -31,7 +31,16 @@ from pathlib import Path
 
 from kit.services.assistant.facts import unsupported
 from kit.services.assistant.limits import over_limit
-from kit.services.assistant.passages import WORD, Given, closest, content_words, contradiction, sentence_ends, sentences
+from kit.services.assistant.passages import (
+    WORD,
+    Embed,
+    Given,
+    closest,
+    content_words,
+    contradiction,
+    sentence_ends,
+    sentences,
+)
 from kit.services.assistant.prompt import CITE
 
 logger = logging.getLogger(__name__)
@@ -103,8 +112,8 @@ def polarity(text: str) -> str | None:
 class ClaimCheck:
     """The check of one answer, fed one sentence at a time as the model writes (``feed``), closed by ``finish``."""
 
-    def __init__(self, question: str, given: Sequence[Given], known: str = "") -> None:
-        self.question, self.given = question, given
+    def __init__(self, question: str, given: Sequence[Given], known: str = "", embed: Embed | None = None) -> None:
+        self.question, self.given, self.embed = question, given, embed
         self.asked = f"{question}\n{known}"
         self.everything = self.asked + "\n" + "\n".join(g.text for g in given)
         self.decisions: list[str] = []
@@ -124,7 +133,7 @@ class ClaimCheck:
             and polarity(sentence) == "yes"
             and YES_NO_QUESTION.match(self.question)
         ):
-            against = refuted(self.question, self.given)
+            against = refuted(self.question, self.given, self.embed)
             if against:
                 self._decide(f"not sent: opens with yes, but [{against[0]}] says \u201c{against[1]}\u201d")
                 self.done, self.against = True, against
@@ -169,11 +178,11 @@ class ClaimCheck:
         return Checked(text, self.decisions)
 
 
-def refuted(question: str, given: Sequence[Given]) -> tuple[int, str] | None:
-    """(document number, passage) when a given passage answers the yes/no ``question`` no: the closest passage says
-    no to its case (kit/services/assistant/passages.py), or a passage sets a limit its figure goes past
-    (kit/services/assistant/limits.py)."""
-    return contradiction(question, given) or over_limit(question, given)
+def refuted(question: str, given: Sequence[Given], embed: Embed | None = None) -> tuple[int, str] | None:
+    """(document number, passage) when a given passage answers the yes/no ``question`` no: a passage close to it says
+    no to its case (kit/services/assistant/passages.py; ``embed`` finds the closest in meaning too), or a passage
+    sets a limit its figure goes past (kit/services/assistant/limits.py)."""
+    return contradiction(question, given, embed) or over_limit(question, given)
 
 
 def check(answer: str, question: str, given: Sequence[Given], known: str = "") -> Checked:

@@ -10,9 +10,11 @@ no only to what it names, and an "only" says no to the cases it leaves out ("wit
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+import numpy as np
 
 # a sentence ends after . ! or ? and the citations that close it: never before a "[" (a citation may be coming)
 SENTENCE_END = re.compile(r"(?<=[.!?])(?:\s*\[\d{1,2}\])*\s+(?=[^\s\[])|\n\s*\n")
@@ -48,6 +50,9 @@ STOP = set(
     "a an and are as at be but by can could do does for from has have how i if in is it its me my of on or our "
     "please the their there this to us was we what when where which who why will with would you your".split()
 )
+
+
+Embed = Callable[[list[str]], Any]  # texts -> their unit-length embeddings, one row each
 
 
 class Given(Protocol):
@@ -93,22 +98,45 @@ class Passage:
         return f"{self.under.rstrip(':')}: {LIST_ITEM.sub('', self.text)}" if self.under else self.text
 
 
-def contradiction(question: str, given: Sequence[Given]) -> tuple[int, str] | None:
-    """The passage closest to a yes/no question, when it plainly says no to the question's case: a negation in its
-    own words (one in a condition or a trailing ", never in checked baggage" only when the question names that case),
-    an "only" whose case the question falls outside of ("within the United States only" for Canada), or, for a list
-    item saying nothing itself, its lead-in line or heading ("Not covered:", "Exclusions")."""
+def contradiction(question: str, given: Sequence[Given], embed: Embed | None = None) -> tuple[int, str] | None:
+    """(document number, passage) when a passage plainly says no to a yes/no question's case: the passage closest
+    to it in words (see ``says_no_to``); else one saying where the case must be, a place the question is outside
+    of; else, with ``embed``, the passage closest in meaning ("bitcoin" for "cryptocurrency"), when it shares two
+    content words with the question."""
     if ASKS_NO.search(question):
         return None
     best = closest(question, given)
-    if best is None or best.shared < 2:
-        return None
-    asked, text = content_words(question), NOT_A_NO.sub(" ", best.text)
+    if best is not None and best.shared >= 2 and (said := says_no_to(question, best)):
+        return said
+    return _restricted(question, given) or (_by_meaning(question, given, embed) if embed else None)
+
+
+def says_no_to(question: str, passage: Passage) -> tuple[int, str] | None:
+    """(document number, what to quote) when ``passage`` plainly says no to the question's case: a negation in its
+    own words (one in a condition or a trailing ", never in checked baggage" only when the question names that case),
+    an "only" whose case the question falls outside of ("within the United States only" for Canada), or, for a list
+    item saying nothing itself, its lead-in line or heading ("Not covered:", "Exclusions")."""
+    asked, text = content_words(question), NOT_A_NO.sub(" ", passage.text)
     if _says_no(asked, text) or _outside(asked, text):
-        return best.n, best.text
-    if not (NEGATION.search(text) or ONLY.search(text)) and best.under:  # a list item saying nothing itself
-        return best.n, best.quote
-    return _restricted(question, given)
+        return passage.n, passage.text
+    if not (NEGATION.search(text) or ONLY.search(text)) and passage.under:  # a list item saying nothing itself
+        return passage.n, passage.quote
+    return None
+
+
+def _by_meaning(question: str, given: Sequence[Given], embed: Embed) -> tuple[int, str] | None:
+    """``says_no_to`` for the passage whose embedding is closest to the question's, if it shares two content words
+    with the question (its heading's and lead-in's counting)."""
+    want = content_words(question)
+    found = [
+        Passage(n, text, len(want & (content_words(text) | context)), len(want & content_words(text)), under)
+        for n, text, context, under in passages_of(given)
+    ]
+    if not found:
+        return None
+    vectors = np.asarray(embed([question, *(p.text for p in found)]), dtype=np.float32)
+    best = found[int(np.argmax(vectors[1:] @ vectors[0]))]
+    return says_no_to(question, best) if best.shared >= 2 else None
 
 
 def _restricted(question: str, given: Sequence[Given]) -> tuple[int, str] | None:
