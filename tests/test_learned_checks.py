@@ -162,3 +162,16 @@ def test_a_learned_id_that_is_no_rule_is_named(shop: Path) -> None:
     with pytest.raises(ValidationFailed) as failed:
         load_domain(shop)
     assert any("screening.learned names injury" in p.what for p in failed.value.problems)
+
+
+def test_kit_package_refuses_learned_checks_on_an_encoder_the_image_lacks(shop: Path) -> None:
+    from kit.errors import KitError
+    from kit.services.packaging import package
+
+    spec_file = shop / "domain.yaml"
+    spec = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
+    spec["screening"]["encoder"] = "embedded:e5-small"
+    spec_file.write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(KitError, match="ships all-MiniLM-L6-v2 only"):
+        package.check_shippable(load_domain(shop))
+    assert "screening.npz" in package.INDEX_PARTS  # the weights travel with the index

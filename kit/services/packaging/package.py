@@ -50,7 +50,8 @@ LICENCES_DIR = DOCKER_DIR / "licences"
 KIT_LICENCES_DIR = KIT_CODE / "licences"  # package data: licence texts by SPDX id
 EMBEDDED_EMBEDDER_LICENCE = "all-MiniLM-L6-v2"
 KEEP_EMPTY = ".gitkeep"  # keeps an empty source folder (where console uploads go) in git and in the image
-INDEX_PARTS = ("manifest.json", "chroma")  # what of <domain>/build/ the image needs; not feedback, runs, reports
+# what of <domain>/build/ the image needs (the index, the learned checks' weights); not feedback, runs, reports
+INDEX_PARTS = ("manifest.json", "chroma", "screening.npz")
 LICENCE_RE = re.compile(r"^(licen[cs]e|notice|copying|use[_-]?policy|terms)", re.IGNORECASE)
 # Wheels worth carrying: compiling llama-cpp-python takes minutes.
 WHEEL_PACKAGES = ("llama_cpp_python",)
@@ -94,6 +95,11 @@ def check_shippable(domain: Domain) -> None:
         raise KitError(
             "kit package ships the embedded embedding model and a local index only",
             "set retrieval.embedding_model to 'embedded' and remove retrieval.reranker and retrieval.server",
+        )
+    if spec.screening.learned and embedding_name(spec.screening.encoder or EMBEDDED) != embedding_name(EMBEDDED):
+        raise KitError(
+            f"the learned checks read {spec.screening.encoder}, and the image ships all-MiniLM-L6-v2 only",
+            "set screening.encoder to 'embedded' in domain.yaml (or remove it), then `kit index` to train again",
         )
     if not (domain.build_dir / INDEX_PARTS[0]).is_file():
         raise KitError(f"{domain.name} has no index to ship", f"run `kit index {domain.root}` first")
