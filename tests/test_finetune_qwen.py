@@ -117,4 +117,4 @@ def test_a_short_cpu_qwen_run_exports_an_adapter_that_kit_ask_answers_with(
     assert answer.code == 0, answer.err
     out = json.loads(answer.out)
     print(f"tuned 0.5B: {out['answer']!r}")
-    assert out["model"] == QWEN_05 and out["answer"].strip()
+    assert out["model"] == f"{QWEN_05} + LoRA cpu-qwen-0.5b" and out["answer"].strip()
