@@ -200,14 +200,14 @@ class Guardrails:
         texts = (question, fold(question), self.respell(question))
         if vectors is None and self.embed is not None and self.compares():
             vectors = self.embed(self.pieces(question))
-        if learned is None and vectors is not None:
-            learned = vectors if self.learned_embed is None else self.learned_embed(self.pieces(question))
         examples = self.example_vectors() if vectors is not None else []
         out: list[Score] = []
         for i, check in enumerate(self.checks):
             matched = check.pattern is not None and any(affirmed(check.pattern, t) for t in texts)
             similarity, example = -1.0, ""
-            if not matched and learned is not None and check.classifier is not None:
+            if not matched and vectors is not None and check.classifier is not None:
+                if learned is None:  # only when a learned check is reached undecided (a pattern may decide first)
+                    learned = vectors if self.learned_embed is None else self.learned_embed(self.pieces(question))
                 similarity = check.classifier.probability(learned)
             elif not matched and vectors is not None and check.examples:
                 sims = vectors @ examples[i].T  # pieces × examples
