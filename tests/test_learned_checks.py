@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from kit.components.embedding import Embedder
-from kit.domain import load_domain
+from kit.domain import Domain, load_domain
 from kit.errors import ValidationFailed
 from kit.services.safety import learned
 from kit.services.safety.guardrails import Guardrails
@@ -140,6 +140,16 @@ def test_the_cache_is_trained_again_only_when_the_training_lines_change(shop: Pa
     more = _rows(["the iron fell and burned my foot"], "injured")
     path.write_text(path.read_text(encoding="utf-8") + json.dumps(more[0]) + "\n", encoding="utf-8")
     assert learned.learned(domain, Guardrails(domain.spec, embed)).seconds > 0
+    assert learned.learned(domain, Guardrails(domain.spec, embed)).seconds == 0
+    looser = _with_screening(domain, false_positive_rate=0.1)
+    assert learned.learned(looser, Guardrails(looser.spec, embed)).seconds > 0  # a setting changed: trained again
+    none = _with_screening(domain, learned=[])
+    assert learned.learned(none, Guardrails(none.spec, embed)).classifiers == {}  # nothing learned: as before
+
+
+def _with_screening(domain: Domain, **changes: Any) -> Domain:
+    screening = domain.spec.screening.model_copy(update=changes)
+    return Domain(domain.root, domain.spec.model_copy(update={"screening": screening}))
 
 
 def test_kit_index_trains_the_learned_check_and_kit_eval_safety_reports_it(shop: Path, run_kit: Any) -> None:

@@ -3,7 +3,7 @@ split and the checks' examples (kit/services/safety/classifier.py), cached in th
 the embedding model or the training lines change, at `kit index`, `kit serve` start (and chat, ask) and `kit eval`.
 
 The cache is ``build/screening.npz`` with a stamp: the encoder's name and a sha256 over everything the
-classifiers depend on (the calibration lines, each learned check's examples and patterns, the screening settings).
+classifiers depend on (the calibration lines, the checks' examples and patterns, the screening settings).
 A domain with no learned checks, or whose safety set has no calibration messages for one, screens as before.
 """
 
@@ -97,7 +97,7 @@ def learned(domain: Domain, guards: Guardrails) -> Trained:
 
 
 def calibration_items(domain: Domain) -> list[SafetyItem]:
-    """The safety set's calibration split (the held-out split is left unread); none without a safety set."""
+    """The safety set's calibration split (the held-out split is never trained on); none without a safety set."""
     from kit.services.evaluation.safety import load_safety
 
     if domain.spec.eval.safety is None:
@@ -169,7 +169,8 @@ def _stamp(domain: Domain, items: Sequence[SafetyItem]) -> str:
         "version": VERSION,
         "encoder": encoder_name(domain),
         "settings": spec.screening.model_dump(),
-        "checks": {cid: [screened[cid].patterns, screened[cid].examples] for cid in spec.screening.learned},
+        # every check's: the pieces a message is cut into depend on them all (denied clauses, respelled words)
+        "checks": {cid: [c.patterns, c.examples] for cid, c in screened.items()},
         "items": [[i.text, i.expect] for i in items],
     }
     return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
