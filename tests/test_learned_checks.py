@@ -92,7 +92,8 @@ def shop(example_copy: Path) -> Path:
     )
     spec["screening"] = {"learned": ["injured"], "false_positive_rate": 0.0}
     spec_file.write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
-    rows = _rows(INJURED, "injured") + _rows(ORDINARY, "none")
+    held_out = _rows(["do you sell ironing boards"], "none", "heldout")  # never trained on
+    rows = _rows(INJURED, "injured") + _rows(ORDINARY, "none") + held_out
     lines = "".join(json.dumps(r) + "\n" for r in rows)
     (example_copy / "eval" / "safety.jsonl").write_text(lines, encoding="utf-8")
     return example_copy
@@ -185,3 +186,13 @@ def test_kit_package_refuses_learned_checks_on_an_encoder_the_image_lacks(shop: 
     with pytest.raises(KitError, match="ships all-MiniLM-L6-v2 only"):
         package.check_shippable(load_domain(shop))
     assert "screening.npz" in package.INDEX_PARTS  # the weights travel with the index
+
+
+def test_validate_warns_of_a_learned_check_with_nothing_to_learn_from(shop: Path, run_kit: Any) -> None:
+    path = shop / "eval" / "safety.jsonl"
+    kept = [line for line in path.read_text(encoding="utf-8").splitlines() if '"expect": "injured"' not in line]
+    path.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    result = run_kit("validate", str(shop), "--no-embeddings")
+    assert result.code == 0, result.err
+    assert "screening.learned names injured, but the safety set's calibration split has no message" in result.err
+    assert learned.screening(load_domain(shop), Embedder().embed).screen("i sliced my hand open").kind == "answer"

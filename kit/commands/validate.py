@@ -25,7 +25,8 @@ def command(domain_dir: str, no_embeddings: bool) -> None:
     conversation already asks (same text, word overlap >= 0.6, or embedding
     cosine >= 0.92), naming both places, about answer items that an answer
     repeating the question would pass, and about model settings a model.server
-    cannot apply (the fact lock, the untrained-token filter, LoRA adapters).
+    cannot apply (the fact lock, the untrained-token filter, LoRA adapters), and about
+    learned checks (screening.learned) with no labelled message to learn from.
 
     \b
     Example:
@@ -63,4 +64,18 @@ def _warnings(domain: Domain, shown: Path, embeddings: bool) -> list[str]:
     mismatch = calibration_mismatch(domain.spec)
     if mismatch is not None:
         lines.append(f"{shown / 'domain.yaml'}: {mismatch} — {recalibration_hint(domain.spec, str(shown))}")
-    return lines + server_ignores(domain.spec.model)
+    return lines + _unlearnable(domain, shown) + server_ignores(domain.spec.model)
+
+
+def _unlearnable(domain: Domain, shown: Path) -> list[str]:
+    """A learned check with no labelled calibration message screens as before: say so."""
+    from kit.services.safety.learned import calibration_items
+
+    labels = {item.expect for item in calibration_items(domain)} if domain.spec.screening.learned else set()
+    return [
+        f"{shown / 'domain.yaml'}: screening.learned names {cid}, but the safety set's calibration split has no "
+        f"message labelled {cid}, so it screens by its patterns and examples — add labelled messages to "
+        f"{domain.spec.eval.safety}"
+        for cid in domain.spec.screening.learned
+        if cid not in labels
+    ]
