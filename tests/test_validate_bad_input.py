@@ -209,7 +209,7 @@ def test_unknown_key_does_not_hide_data_problems(run_kit, example_copy: Path) ->
     assert problem_lines(result.err) == [
         f'{train}:3: message 2 has an unknown role \'bot\' — use "user", "assistant" or "system"',
         f"{spec}:{line_of(spec, 'langauge')}: unknown key 'langauge' — remove it or use one of: display_name, eval, "
-        "handoff, model, name, persona, privacy, retrieval, rules, scope, serve, training, ui",
+        "handoff, model, name, persona, privacy, retrieval, rules, scope, screening, serve, training, ui",
         f"{evalset}:2: expected fact '45 days' does not occur in docs/policies.md — quote the fact exactly as the "
         "document writes it",
     ]
