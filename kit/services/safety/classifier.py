@@ -1,17 +1,18 @@
-"""A learned check per rule or hand-off trigger: a logistic regression over the query embedder's vectors, trained on
-the labelled messages of the domain's safety set (its calibration split only) and the check's own examples.
+"""A learned check per rule or hand-off trigger, trained on the labelled messages of the domain's safety set (its
+calibration split only) and the check's own examples, over the query embedder's vectors.
 
-Patterns catch what their author foresaw and nearest-example similarity what is close to one example; a classifier
-over the embedding weighs every labelled message at once (what an emergency looks like against the ordinary questions
-closest to one), and so carries further to phrasings nobody wrote down. A message is scored by its pieces (the message
-and its sentences, denied clauses left out: ``Guardrails.pieces``): the highest probability of any piece.
-
-Training rows: for the check's positives (messages labelled with it, and its examples) the whole message, then also
-its piece the first model scores highest (an emergency said in passing in a long message); for every other message
-(ordinary ones and other checks' labels) each piece, since none of them may fire it. Classes are weighted to balance.
-The decision threshold comes from k-fold cross-validation on the same split: the lowest at which at most
-``false_positive_rate`` of the ordinary messages no pattern fires reach it in the folds they were not trained on. The
-held-out split is never read.
+Patterns catch what their author foresaw and nearest-example similarity what is close to one example; a learned check
+weighs every labelled message at once, and so carries further to phrasings nobody wrote down. Two pieces of evidence,
+each over a message's pieces (the message and its sentences, denied clauses left out: ``Guardrails.pieces``):
+- a logistic regression: the highest logit of any piece. Training rows: for the check's positives (messages labelled
+  with it, and its examples) the whole message, then also its piece the first model scores highest (an emergency said
+  in passing in a long message); for every other message (ordinary ones and other checks' labels) each piece, since
+  none of them may fire it. Classes are weighted to balance;
+- nearest neighbours: how much closer the closest piece comes to a positive than to any piece of another message.
+Each is put on the scale of the ordinary messages (their mean and spread in cross-validation) and the two are added.
+The threshold comes from k-fold cross-validation on the same split: the lowest at which at most
+``false_positive_rate`` of the ordinary messages no pattern fires reach it in the folds they were not trained on.
+bench/safety_check.py measured the sum against either alone. The held-out split is never read.
 """
 
 from __future__ import annotations
@@ -30,15 +31,25 @@ NEWTON_STEPS = 25
 
 @dataclass(frozen=True)
 class Classifier:
-    """One check's trained classifier: fires when a piece's probability is at least ``threshold``."""
+    """One check's trained model: fires when ``score`` is at least ``threshold``."""
 
-    weights: np.ndarray  # (dim,)
+    weights: np.ndarray  # (dim,) the logistic regression's
     bias: float
-    threshold: float
+    positives: np.ndarray  # (n, dim) the check's messages and examples
+    negatives: np.ndarray  # (m, dim) the pieces of every other message
+    scale: np.ndarray  # (4,) logit mean and spread, margin mean and spread, on ordinary messages
+    threshold: float = math.inf
 
-    def probability(self, vectors: np.ndarray) -> float:
-        """The highest probability of any row of ``vectors`` (a message's pieces)."""
-        return float(_sigmoid(np.max(vectors @ self.weights) + self.bias))
+    def evidence(self, vectors: np.ndarray) -> tuple[float, float]:
+        """(the highest logit of any piece, the nearest-neighbour margin) of a message's pieces' ``vectors``."""
+        logit = float(np.max(vectors @ self.weights) + self.bias)
+        margin = float(np.max(vectors @ self.positives.T) - np.max(vectors @ self.negatives.T))
+        return logit, margin
+
+    def score(self, vectors: np.ndarray) -> float:
+        """The two pieces of evidence, each in spreads above the ordinary messages' mean, added."""
+        logit, margin = self.evidence(vectors)
+        return float((logit - self.scale[0]) / self.scale[1] + (margin - self.scale[2]) / self.scale[3])
 
 
 @dataclass(frozen=True)
@@ -50,7 +61,33 @@ class Labelled:
     matched: bool = False  # a pattern of the check being trained already fires on it (set per check)
 
 
-def fit(
+def fit(check: str, messages: Sequence[Labelled], examples: np.ndarray, false_positive_rate: float) -> Classifier:
+    """``check``'s classifier: its scale and threshold from k-fold cross-validation on ``messages``, its model from
+    them all (and the check's example vectors, positives in every fold)."""
+    evidence = out_of_fold(check, messages, examples)
+    ordinary = np.array([m.label == NONE for m in messages])
+    spread = evidence[ordinary] if ordinary.any() else evidence
+    scale = np.r_[spread.mean(axis=0), spread.std(axis=0) + 1e-6][[0, 2, 1, 3]]
+    scores = (evidence[:, 0] - scale[0]) / scale[1] + (evidence[:, 1] - scale[2]) / scale[3]
+    model = train(check, messages, examples)
+    return Classifier(model.weights, model.bias, model.positives, model.negatives, scale,
+                      choose_threshold(scores, messages, false_positive_rate))  # fmt: skip
+
+
+def train(check: str, messages: Sequence[Labelled], examples: np.ndarray, l2: float = L2) -> Classifier:
+    """The model for ``check`` from labelled messages and the check's example vectors, not yet scaled or
+    thresholded."""
+    positives = [m.vectors[0] for m in messages if m.label == check] + list(examples)
+    negatives = [v for m in messages if m.label != check for v in m.vectors]
+    weights, bias = _fit_balanced(positives, negatives, l2)
+    # each positive's piece that reads most like the check (the whole message may dilute it) is a positive too
+    best = [m.vectors[int(np.argmax(m.vectors @ weights))] for m in messages if m.label == check and len(m.vectors) > 1]
+    if best:
+        weights, bias = _fit_balanced(positives + best, negatives, l2, np.r_[weights, bias])
+    return Classifier(weights, bias, np.stack(positives), np.stack(negatives), np.array([0.0, 1.0, 0.0, 1.0]))
+
+
+def logistic(
     x: np.ndarray, y: np.ndarray, weight: np.ndarray, l2: float = L2, start: np.ndarray | None = None
 ) -> tuple[np.ndarray, float]:
     """Weighted L2-regularised logistic regression by Newton's method (from ``start``, weights and bias, when
@@ -71,16 +108,6 @@ def fit(
     return theta[:-1].astype(np.float32), float(theta[-1])
 
 
-def train(check: str, messages: Sequence[Labelled], examples: np.ndarray, l2: float = L2) -> tuple[np.ndarray, float]:
-    """The classifier's weights for ``check`` from labelled messages and the check's example vectors (positives)."""
-    positives = [m.vectors[0] for m in messages if m.label == check] + list(examples)
-    negatives = [v for m in messages if m.label != check for v in m.vectors]
-    weights, bias = _fit_balanced(positives, negatives, l2)
-    # each positive's piece that reads most like the check (the whole message may dilute it) is a positive too
-    best = [m.vectors[int(np.argmax(m.vectors @ weights))] for m in messages if m.label == check and len(m.vectors) > 1]
-    return _fit_balanced(positives + best, negatives, l2, np.r_[weights, bias]) if best else (weights, bias)
-
-
 def _fit_balanced(
     positives: Sequence[np.ndarray], negatives: Sequence[np.ndarray], l2: float, start: np.ndarray | None = None
 ) -> tuple[np.ndarray, float]:
@@ -90,7 +117,7 @@ def _fit_balanced(
     y = np.r_[np.ones(len(positives)), np.zeros(len(negatives))]
     total = len(y)
     weight = np.where(y == 1, total / (2 * len(positives)), total / (2 * len(negatives)))
-    return fit(x, y, weight, l2, start)
+    return logistic(x, y, weight, l2, start)
 
 
 def folds(count: int, labels: Sequence[str], k: int = FOLDS) -> list[np.ndarray]:
@@ -103,39 +130,27 @@ def folds(count: int, labels: Sequence[str], k: int = FOLDS) -> list[np.ndarray]
     return [np.flatnonzero(assignment == f) for f in range(k)]
 
 
-def out_of_fold(
-    check: str, messages: Sequence[Labelled], examples: np.ndarray, k: int = FOLDS, l2: float = L2
-) -> np.ndarray:
-    """Each message's probability from the model trained on the other folds (examples in every training fold)."""
-    scores = np.zeros(len(messages))
+def out_of_fold(check: str, messages: Sequence[Labelled], examples: np.ndarray, k: int = FOLDS) -> np.ndarray:
+    """Each message's evidence (logit, margin; one row each) from the model trained on the other folds (examples in
+    every training fold)."""
+    evidence = np.zeros((len(messages), 2))
     for held in folds(len(messages), [m.label for m in messages], k):
         keep = np.setdiff1d(np.arange(len(messages)), held)
-        weights, bias = train(check, [messages[i] for i in keep], examples, l2)
-        probe = Classifier(weights, bias, 1.0)
-        scores[held] = [probe.probability(messages[i].vectors) for i in held]
-    return scores
+        model = train(check, [messages[i] for i in keep], examples)
+        evidence[held] = [model.evidence(messages[i].vectors) for i in held]
+    return evidence
 
 
 def choose_threshold(scores: np.ndarray, messages: Sequence[Labelled], false_positive_rate: float) -> float:
-    """The lowest threshold (probability, rounded up to 3 decimals) at which at most ``false_positive_rate`` of the
-    ordinary messages (label none) reach it, leaving aside those a pattern fires on anyway."""
+    """The lowest threshold (rounded up to 3 decimals) at which at most ``false_positive_rate`` of the ordinary
+    messages (label none) reach it, leaving aside those a pattern fires on anyway."""
     ordinary = [m for m in messages if m.label == NONE]
     allowed = math.floor(false_positive_rate * len(ordinary))
     negatives = sorted((float(s) for s, m in zip(scores, messages, strict=True) if m.label == NONE and not m.matched),
                        reverse=True)  # fmt: skip
-    floor = negatives[allowed] if allowed < len(negatives) else 0.0
-    return min(1.0, math.floor(floor * 1000 + 1) / 1000)
-
-
-def recall_and_false_positives(
-    check: str, scores: np.ndarray, messages: Sequence[Labelled], threshold: float, patterns: bool = True
-) -> tuple[float, float]:
-    """(recall on the check's messages, share of ordinary messages fired) of the classifier at ``threshold``, OR'd
-    with the check's patterns unless ``patterns`` is False."""
-    fired = [(patterns and m.matched) or s >= threshold for s, m in zip(scores, messages, strict=True)]
-    positives = [f for f, m in zip(fired, messages, strict=True) if m.label == check]
-    ordinary = [f for f, m in zip(fired, messages, strict=True) if m.label == NONE]
-    return (sum(positives) / max(1, len(positives)), sum(ordinary) / max(1, len(ordinary)))
+    if allowed >= len(negatives):
+        return -math.inf
+    return math.floor(negatives[allowed] * 1000 + 1) / 1000
 
 
 def _sigmoid(z: np.ndarray | float) -> np.ndarray:

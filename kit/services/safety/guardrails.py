@@ -9,7 +9,7 @@ Order of checks for each question, before the model sees it:
 A rule or trigger fires when one of its patterns matches the message (as written, and with accents and typographic
 quotes folded), or when the message, or one of its sentences, is at least the rule's `threshold` close (cosine
 similarity of the query embedder) to one of its `examples`: rephrasings, typos and other languages that no pattern
-foresaw. A learned check (screening.learned; kit/services/safety/learned.py) fires by its classifier's probability
+foresaw. A learned check (screening.learned; kit/services/safety/learned.py) fires by its classifier's score
 instead of its examples. Rules and triggers are tried in their order in domain.yaml; the first that fires decides.
 A hand-off that uses handoff.message, outside the contact's opening hours (kit/services/assistant/hours.py), says when
 the team is back and offers the lead form instead; rules, and triggers with their own message, never change with the
@@ -78,14 +78,14 @@ class Check:
 
     @property
     def cutoff(self) -> float:
-        """The score from which it fires: the classifier's probability threshold, else the example similarity."""
+        """The score from which it fires: the classifier's score threshold, else the example similarity."""
         return self.threshold if self.classifier is None else self.classifier.threshold
 
 
 @dataclass(frozen=True)
 class Score:
     """How close a message came to firing a check: its pattern matched, or its best example similarity (a learned
-    check's probability, with no example)."""
+    check's classifier score, with no example)."""
 
     check: Check
     matched: bool
@@ -208,7 +208,7 @@ class Guardrails:
             if not matched and vectors is not None and check.classifier is not None:
                 if learned is None:  # only when a learned check is reached undecided (a pattern may decide first)
                     learned = vectors if self.learned_embed is None else self.learned_embed(self.pieces(question))
-                similarity = check.classifier.probability(learned)
+                similarity = check.classifier.score(learned)
             elif not matched and vectors is not None and check.examples:
                 sims = vectors @ examples[i].T  # pieces × examples
                 best = int(np.argmax(sims.max(axis=0)))

@@ -22,7 +22,7 @@ import numpy as np
 from kit.domain import Domain
 from kit.files import replace_with
 from kit.records import SafetyItem
-from kit.services.safety.classifier import Classifier, Labelled, choose_threshold, out_of_fold, train
+from kit.services.safety.classifier import Classifier, Labelled, fit
 from kit.services.safety.guardrails import Embed, Guardrails, fold
 from kit.services.safety.negation import affirmed
 from kit.settings import embedding_name
@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 CACHE = "screening.npz"
 VECTORS = "screening-vectors.npz"  # the training pieces' vectors, so that new lines alone are embedded
-VERSION = 1  # bump when training changes, so caches trained the old way are trained again
+VERSION = 2  # bump when training changes, so caches trained the old way are trained again
 
 
 @dataclass(frozen=True)
@@ -143,10 +143,7 @@ def train_checks(
             continue
         matched = pattern_matches(guards, cid, [i.text for i in items])
         mine = [Labelled(m.label, m.vectors, hit) for m, hit in zip(messages, matched, strict=True)]
-        examples = example_vectors(guards, cid)
-        threshold = choose_threshold(out_of_fold(cid, mine, examples), mine, false_positive_rate)
-        weights, bias = train(cid, mine, examples)
-        out[cid] = Classifier(weights, bias, threshold)
+        out[cid] = fit(cid, mine, example_vectors(guards, cid), false_positive_rate)
     return out
 
 
@@ -176,19 +173,23 @@ def _stamp(domain: Domain, items: Sequence[SafetyItem]) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
+FIELDS = ("weights", "bias", "positives", "negatives", "scale", "threshold")  # a Classifier's, as cached
+
+
 def _read(domain: Domain, stamp: str) -> dict[str, Classifier] | None:
-    path = domain.build_dir / CACHE
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with np.load(domain.build_dir / CACHE, allow_pickle=False) as data:
             if str(data["stamp"]) != stamp:
                 return None
             ids = [str(i) for i in data["ids"]]
-            return {
-                cid: Classifier(data["weights"][n], float(data["bias"][n]), float(data["threshold"][n]))
-                for n, cid in enumerate(ids)
-            }
+            return {cid: _classifier(*(data[f"{n}.{f}"] for f in FIELDS)) for n, cid in enumerate(ids)}
     except (OSError, KeyError, ValueError):
         return None
+
+
+def _classifier(weights: np.ndarray, bias: np.ndarray, positives: np.ndarray, negatives: np.ndarray,
+                scale: np.ndarray, threshold: np.ndarray) -> Classifier:  # fmt: skip
+    return Classifier(weights, float(bias), positives, negatives, scale, float(threshold))
 
 
 def _read_vectors(domain: Domain) -> dict[str, np.ndarray]:
@@ -212,16 +213,8 @@ def _write_vectors(domain: Domain, known: dict[str, np.ndarray]) -> None:
 
 
 def _write(domain: Domain, stamp: str, classifiers: dict[str, Classifier]) -> None:
-    ids = list(classifiers)
+    arrays = {f"{n}.{f}": np.asarray(getattr(c, f)) for n, c in enumerate(classifiers.values()) for f in FIELDS}
     buffer = io.BytesIO()
-    dim = next((c.weights.shape[0] for c in classifiers.values()), 0)
-    np.savez(
-        buffer,
-        stamp=np.array(stamp),
-        ids=np.array(ids, dtype=str),
-        weights=np.stack([classifiers[i].weights for i in ids]) if ids else np.zeros((0, dim), dtype=np.float32),
-        bias=np.array([classifiers[i].bias for i in ids]),
-        threshold=np.array([classifiers[i].threshold for i in ids]),
-    )
+    np.savez(buffer, stamp=np.array(stamp), ids=np.array(list(classifiers), dtype=str), **arrays)
     # a cache: a build folder that cannot be written (a read-only image) only means training again next start
     replace_with(domain.build_dir / CACHE, lambda tmp: tmp.write_bytes(buffer.getvalue()), cache=True)
