@@ -184,7 +184,11 @@ def table_lines(entries: Sequence[tuple[Domain, dict[str, Any]]]) -> list[str]:
     body = []
     for domain, summary in entries:
         first = [domain.name] if several else []
-        thresholds = {c.id: c.threshold for c in (*domain.spec.rules, *domain.spec.handoff.triggers)}
+        learned = set(domain.spec.screening.learned)  # their examples' threshold is not what decides them
+        thresholds = {
+            c.id: "learned" if c.id in learned else f"{c.threshold:.2f}"
+            for c in (*domain.spec.rules, *domain.spec.handoff.triggers)
+        }
         splits = [s for s in SPLITS if summary[s]["items"]]
         for cid in summary[SPLITS[0]]["checks"]:
             for split in splits:
@@ -192,7 +196,7 @@ def table_lines(entries: Sequence[tuple[Domain, dict[str, Any]]]) -> list[str]:
                 if not row["items"] and not row["false_positives"]:
                     continue
                 fp = f"{_pct(row['false_positive_rate'])} ({len(row['false_positives'])})"
-                cells = [cid, f"{thresholds.get(cid, 0):.2f}", _split_name(split), str(row["items"])]
+                cells = [cid, thresholds.get(cid, "0.00"), _split_name(split), str(row["items"])]
                 body.append([*first, *cells, _pct(row["recall"]), fp])
         for split in splits:
             part = summary[split]
