@@ -183,6 +183,8 @@ def test_a_figure_past_a_limit_the_passage_sets_is_a_no() -> None:
     assert check(said, "Can I check a 40 lb bag?", given).text == said
     assert check(said, "Can I check a bag of 30 kg?", given).fallback  # the same limit in kg
     assert check(said, "Can I pay for my $2,000 trip by card?", given).text == said
+    # a question asking about the no itself: "yes" agrees with the limit
+    assert check("Yes, it is.", "Is a 75 lb bag over the limit?", given).text == "Yes, it is."
     # "more than 4 hours" in a condition is no limit: a 6-hour change is the case it grants
     assert check(said, "Can I get a refund if the airline moves my flight by 6 hours?", given).text == said
 

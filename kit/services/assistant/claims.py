@@ -32,6 +32,7 @@ from pathlib import Path
 from kit.services.assistant.facts import unsupported
 from kit.services.assistant.limits import over_limit
 from kit.services.assistant.passages import (
+    ASKS_NO,
     WORD,
     Embed,
     Given,
@@ -182,6 +183,8 @@ def refuted(question: str, given: Sequence[Given], embed: Embed | None = None) -
     """(document number, passage) when a given passage answers the yes/no ``question`` no: a passage close to it says
     no to its case (kit/services/assistant/passages.py; ``embed`` finds the closest in meaning too), or a passage
     sets a limit its figure goes past (kit/services/assistant/limits.py)."""
+    if ASKS_NO.search(question):  # "is a 75 lb bag over the limit?": a "yes" agrees with the limit
+        return None
     return contradiction(question, given, embed) or over_limit(question, given)
 
 

@@ -37,10 +37,12 @@ SAYS_NO = re.compile(
     rf"{NEGATION.pattern}|\b(?:closed|closures?|exclu\w*|non-returnable|final sale|prohibited)\b", re.I
 )
 MIXED = re.compile(r"\b(?:can|is|are|do|does|will)\b.*\band\b", re.IGNORECASE)  # "What It Can and Cannot Do"
-# a question asking about the no itself ("is pet damage excluded?", "are you closed on Monday?"): "yes" may agree
+# a question asking about the no itself ("is pet damage excluded?", "are you closed on Monday?", "is a 75 lb bag over
+# the limit?"): "yes" may agree
 ASKS_NO = re.compile(
     r"\b(?:exclu\w*|closed|non-(?:refundable|returnable|transferable)|prohibited|banned"
-    r"|not (?:covered|allowed|accepted|included|permitted))\b",
+    r"|not (?:covered|allowed|accepted|included|permitted)"
+    r"|over (?:the|your|our) (?:limit|allowance)|too (?:heavy|big|large|long))\b",
     re.I,
 )
 CONDITION = re.compile(r"\b(?:if|as long as|provided|when|unless)\b", re.IGNORECASE)
