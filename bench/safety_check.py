@@ -42,7 +42,7 @@ def blocked(count: int, k: int) -> list[np.ndarray]:
 VARIANTS = {  # how a message's evidence (logit, margin) becomes a score; "learned check" is what kit ships
     "logistic regression alone": lambda e, scale: e[:, 0],
     "nearest neighbours alone": lambda e, scale: e[:, 1],
-    "learned check (both, added)": lambda e, scale: (e[:, 0] - scale[0]) / scale[1] + (e[:, 1] - scale[2]) / scale[3],
+    "learned check (both, added)": clf.combined,
 }
 
 
@@ -55,8 +55,7 @@ def nested(cid, messages, examples, outer, budget):
         keep = np.setdiff1d(np.arange(len(messages)), held)
         train = [messages[i] for i in keep]
         inner = clf.out_of_fold(cid, train, examples)
-        ordinary = np.array([m.label == clf.NONE for m in train])
-        scale = np.r_[inner[ordinary].mean(axis=0), inner[ordinary].std(axis=0) + 1e-6][[0, 2, 1, 3]]
+        scale = clf.ordinary_scale(inner, train)
         model = clf.train(cid, train, examples)
         outside = np.array([model.evidence(messages[i].vectors) for i in held])
         for name, score in VARIANTS.items():

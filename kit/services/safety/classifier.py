@@ -48,8 +48,7 @@ class Classifier:
 
     def score(self, vectors: np.ndarray) -> float:
         """The two pieces of evidence, each in spreads above the ordinary messages' mean, added."""
-        logit, margin = self.evidence(vectors)
-        return float((logit - self.scale[0]) / self.scale[1] + (margin - self.scale[2]) / self.scale[3])
+        return float(combined(np.array(self.evidence(vectors)), self.scale))
 
 
 @dataclass(frozen=True)
@@ -65,13 +64,23 @@ def fit(check: str, messages: Sequence[Labelled], examples: np.ndarray, false_po
     """``check``'s classifier: its scale and threshold from k-fold cross-validation on ``messages``, its model from
     them all (and the check's example vectors, positives in every fold)."""
     evidence = out_of_fold(check, messages, examples)
-    ordinary = np.array([m.label == NONE for m in messages])
-    spread = evidence[ordinary] if ordinary.any() else evidence
-    scale = np.r_[spread.mean(axis=0), spread.std(axis=0) + 1e-6][[0, 2, 1, 3]]
-    scores = (evidence[:, 0] - scale[0]) / scale[1] + (evidence[:, 1] - scale[2]) / scale[3]
+    scale = ordinary_scale(evidence, messages)
     model = train(check, messages, examples)
     return Classifier(model.weights, model.bias, model.positives, model.negatives, scale,
-                      choose_threshold(scores, messages, false_positive_rate))  # fmt: skip
+                      choose_threshold(combined(evidence, scale), messages, false_positive_rate))  # fmt: skip
+
+
+def ordinary_scale(evidence: np.ndarray, messages: Sequence[Labelled]) -> np.ndarray:
+    """(logit mean, logit spread, margin mean, margin spread) of the ordinary messages' evidence (rows of
+    ``evidence``, one per message; every message's when none is ordinary)."""
+    ordinary = np.array([m.label == NONE for m in messages])
+    spread = evidence[ordinary] if ordinary.any() else evidence
+    return np.r_[spread.mean(axis=0), spread.std(axis=0) + 1e-6][[0, 2, 1, 3]]
+
+
+def combined(evidence: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """The score of evidence (logit, margin; the last axis): each in spreads above the ordinary mean, added."""
+    return (evidence[..., 0] - scale[0]) / scale[1] + (evidence[..., 1] - scale[2]) / scale[3]
 
 
 def train(check: str, messages: Sequence[Labelled], examples: np.ndarray, l2: float = L2) -> Classifier:
