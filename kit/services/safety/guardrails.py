@@ -198,8 +198,10 @@ class Guardrails:
         under the learned checks' own encoder) are the embeddings of ``pieces(question)`` when the caller has them (a
         batch, as the safety eval does)."""
         texts = (question, fold(question), self.respell(question))
+        split: list[str] = []  # pieces(question), cut once when something must embed them
         if vectors is None and self.embed is not None and self.compares():
-            vectors = self.embed(self.pieces(question))
+            split = self.pieces(question)
+            vectors = self.embed(split)
         examples = self.example_vectors() if vectors is not None else []
         out: list[Score] = []
         for i, check in enumerate(self.checks):
@@ -207,7 +209,8 @@ class Guardrails:
             similarity, example = -1.0, ""
             if not matched and vectors is not None and check.classifier is not None:
                 if learned is None:  # only when a learned check is reached undecided (a pattern may decide first)
-                    learned = vectors if self.learned_embed is None else self.learned_embed(self.pieces(question))
+                    embed = self.learned_embed
+                    learned = vectors if embed is None else embed(split or self.pieces(question))
                 similarity = check.classifier.score(learned)
             elif not matched and vectors is not None and check.examples:
                 sims = vectors @ examples[i].T  # pieces × examples
