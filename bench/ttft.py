@@ -22,6 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 TEMPLATES = [ROOT / "domains" / name for name in ("retail", "clinic", "travel")]
@@ -36,9 +38,11 @@ def measure(template: Path, questions: int, threads: int | None) -> dict[str, fl
     with tempfile.TemporaryDirectory(prefix="kit-ttft-") as tmp:
         copy = Path(tmp) / template.name
         shutil.copytree(template, copy, ignore=shutil.ignore_patterns("results", "build", "__pycache__"))
+        if threads:  # written into the copy's domain.yaml, as a user would (the loaded spec is frozen)
+            spec = yaml.safe_load((copy / "domain.yaml").read_text(encoding="utf-8"))
+            spec["model"]["n_threads"] = threads
+            (copy / "domain.yaml").write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True), "utf-8")
         domain = load_domain(copy)
-        if threads:
-            domain.spec.model.n_threads = threads
         index_domain(domain, progress=False)
         chat = ChatService.open(domain)
         asked = [
