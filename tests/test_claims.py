@@ -183,6 +183,10 @@ def test_a_figure_past_a_limit_the_passage_sets_is_a_no() -> None:
     assert check(said, "Can I check a 40 lb bag?", given).text == said
     assert check(said, "Can I check a bag of 30 kg?", given).fallback  # the same limit in kg
     assert check(said, "Can I pay for my $2,000 trip by card?", given).text == said
+    customs = [section(4, "Travel > Customs", "You may carry up to $10,000 in cash without declaring it.")]
+    assert check(said, "Can I carry $10,000.50 in cash without declaring it?", customs).fallback  # cents count
+    assert check(said, "Can I carry $9,999.99 in cash without declaring it?", customs).text == said
+    assert check(said, "Can I carry $10,000.00 in cash without declaring it?", customs).text == said  # the limit
     # a question asking about the no itself: "yes" agrees with the limit
     assert check("Yes, it is.", "Is a 75 lb bag over the limit?", given).text == "Yes, it is."
     # "more than 4 hours" in a condition is no limit: a 6-hour change is the case it grants

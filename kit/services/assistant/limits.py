@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
+from kit.services.assistant.facts import number
 from kit.services.assistant.passages import CONDITION, NEGATION, NOT_A_NO, Given, content_words, passages_of
 
 UNITS = {
@@ -34,7 +35,7 @@ UNITS = {
 _UNIT = "|".join(sorted((re.escape(u) for u in UNITS), key=len, reverse=True))
 # a figure with its unit: "$2,000", "75 lb", "3.4 oz", "14-year-old", "60 days"
 QUANTITY = re.compile(
-    rf"(?P<cur>[$€£])\s?(?P<money>\d{{1,3}}(?:,\d{{3}})+|\d+)(?:\.\d+)?(?![\d,])"
+    rf"(?P<cur>[$€£])\s?(?P<money>(?:\d{{1,3}}(?:,\d{{3}})+|\d+)(?:\.\d+)?)(?![\d,])"
     rf"|(?<![\w.$€£])(?P<num>\d{{1,3}}(?:,\d{{3}})+|\d+(?:\.\d+)?)[\s-]?(?P<unit>{_UNIT})\b",
     re.IGNORECASE,
 )
@@ -60,11 +61,9 @@ def quantities(text: str) -> list[tuple[re.Match[str], Quantity]]:
     found = []
     for m in QUANTITY.finditer(text):
         raw, unit = (m.group("money"), m.group("cur")) if m.group("cur") else (m.group("num"), m.group("unit"))
-        try:
-            value = Decimal(raw.replace(",", ""))
-        except InvalidOperation:  # pragma: no cover - the pattern admits digits only
-            continue
-        found.append((m, Quantity(value, "$" if unit in "$€£" else UNITS[unit.casefold()])))
+        value = number(raw)
+        if value is not None:
+            found.append((m, Quantity(value, "$" if unit in "$€£" else UNITS[unit.casefold()])))
     return found
 
 
