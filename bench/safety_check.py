@@ -131,7 +131,7 @@ def main() -> None:
         decided: dict[str, dict[str, list[bool]]] = {"stratified": {}, "blocked": {}}
         for cid in ids:
             matched = learned.pattern_matches(guards, cid, [i.text for i in items])
-            mine = [clf.Labelled(m.label, m.vectors, hit) for m, hit in zip(messages, matched, strict=True)]
+            mine = [clf.Labelled(m.label, m.vectors, hit, m.lang) for m, hit in zip(messages, matched, strict=True)]
             examples = learned.example_vectors(guards, cid)
             print(f"  {cid} ({sum(m.label == cid for m in mine)} messages):")
             if same:

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
@@ -201,3 +202,24 @@ def test_validate_warns_of_a_learned_check_with_nothing_to_learn_from(shop: Path
     assert result.code == 0, result.err
     assert "screening.learned names injured, but the safety set's calibration split has no message" in result.err
     assert learned.screening(load_domain(shop), Embedder().embed).screen("i sliced my hand open").kind == "answer"
+
+
+def test_a_language_with_more_emergencies_than_ordinary_messages_is_no_evidence_of_an_emergency() -> None:
+    # one dimension says "Spanish", another "an emergency"; the set's Spanish lines are mostly emergencies
+    from kit.services.safety.classifier import Labelled, train
+
+    rng = np.random.default_rng(0)
+
+    def line(label: str, lang: str, signal: float) -> Labelled:
+        vector = np.r_[float(lang == "es"), signal, rng.normal(0, 0.1, 6)].astype(np.float32)
+        return Labelled(label, vector[None, :], lang=lang)
+
+    lines = [line("emergency", "es", 1.0) for _ in range(40)] + [line("none", "es", 0.0) for _ in range(4)]
+    lines += [line("emergency", "en", 1.0) for _ in range(20)] + [line("none", "en", 0.0) for _ in range(80)]
+    balanced = train("emergency", lines, np.zeros((0, 8), dtype=np.float32))
+    pooled = train("emergency", [Labelled(m.label, m.vectors) for m in lines], np.zeros((0, 8), dtype=np.float32))
+    spanish_ordinary = np.r_[1.0, 0.0, np.zeros(6)].astype(np.float32)[None, :]
+    english_ordinary = np.r_[0.0, 0.0, np.zeros(6)].astype(np.float32)[None, :]
+    gap = {name: m.evidence(spanish_ordinary)[0] - m.evidence(english_ordinary)[0]
+           for name, m in (("balanced", balanced), ("pooled", pooled))}  # fmt: skip
+    assert gap["balanced"] < gap["pooled"] / 2  # the language weighs far less once classes are balanced within it

@@ -201,6 +201,25 @@ def test_a_symptom_denied_in_its_clause_does_not_fire_but_a_negated_emergency_do
     assert (clinic.screen(message).reason or None) == rule, message
 
 
+@pytest.mark.parametrize(
+    ("message", "rule"),
+    [
+        ("i had a heart attack in 2019, which of your doctors does the yearly check", None),  # history
+        ("my daughter had a seizure as a baby, the school wants her records", None),
+        ("mi esposo se desmayó el verano pasado y el trabajo pide un examen físico", None),  # Spanish, history
+        ("I nearly had a heart attack when I saw the bill", None),  # a figure of speech
+        ("I'm drowning in paperwork, can you email the forms", None),
+        ("i had a heart attack last year and i think it's happening again", "emergency"),  # now, again
+        ("chest pain since last week and it's getting worse", "emergency"),  # still going on
+        ("he had a seizure last year, now he is shaking all over and won't respond", "emergency"),
+    ],
+)
+def test_an_emergency_placed_in_the_past_or_said_in_a_figure_of_speech_does_not_fire_but_one_happening_now_does(
+    clinic: Guardrails, message: str, rule: str | None
+) -> None:
+    assert (clinic.screen(message).reason or None) == rule, message
+
+
 def test_a_denied_clause_is_no_evidence_by_similarity_either(clinic: Guardrails) -> None:
     said = clinic.undenied("I don't have chest pain, but my doctor wants an EKG before surgery")
     assert "chest" not in said and "ekg before surgery" in said

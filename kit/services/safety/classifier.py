@@ -27,6 +27,7 @@ NONE = "none"
 FOLDS = 5
 L2 = 0.03  # ridge penalty on the weights (not the bias); bench/safety_check.py chose it on the clinic calibration split
 NEWTON_STEPS = 25
+EXAMPLES = "examples"  # the language group of a check's examples (domain.yaml gives none)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class Labelled:
     label: str
     vectors: np.ndarray  # (pieces, dim)
     matched: bool = False  # a pattern of the check being trained already fires on it (set per check)
+    lang: str = "en"  # classes are balanced within each language, so the language itself is no evidence
 
 
 def fit(check: str, messages: Sequence[Labelled], examples: np.ndarray, false_positive_rate: float) -> Classifier:
@@ -86,13 +88,17 @@ def combined(evidence: np.ndarray, scale: np.ndarray) -> np.ndarray:
 def train(check: str, messages: Sequence[Labelled], examples: np.ndarray, l2: float = L2) -> Classifier:
     """The model for ``check`` from labelled messages and the check's example vectors, not yet scaled or
     thresholded."""
-    positives = [m.vectors[0] for m in messages if m.label == check] + list(examples)
+    mine = [m for m in messages if m.label == check]
+    positives = [m.vectors[0] for m in mine] + list(examples)
+    langs = [m.lang for m in mine] + [EXAMPLES] * len(examples)
     negatives = [v for m in messages if m.label != check for v in m.vectors]
-    weights, bias = _fit_balanced(positives, negatives, l2)
+    negative_langs = [m.lang for m in messages if m.label != check for _ in m.vectors]
+    weights, bias = _fit_balanced(positives, negatives, l2, langs=langs + negative_langs)
     # each positive's piece that reads most like the check (the whole message may dilute it) is a positive too
-    best = [m.vectors[int(np.argmax(m.vectors @ weights))] for m in messages if m.label == check and len(m.vectors) > 1]
+    best = [(m.vectors[int(np.argmax(m.vectors @ weights))], m.lang) for m in mine if len(m.vectors) > 1]
     if best:
-        weights, bias = _fit_balanced(positives + best, negatives, l2, np.r_[weights, bias])
+        weights, bias = _fit_balanced(positives + [v for v, _ in best], negatives, l2, np.r_[weights, bias],
+                                      langs + [lang for _, lang in best] + negative_langs)  # fmt: skip
     return Classifier(weights, bias, np.stack(positives), np.stack(negatives), np.array([0.0, 1.0, 0.0, 1.0]))
 
 
@@ -118,14 +124,29 @@ def logistic(
 
 
 def _fit_balanced(
-    positives: Sequence[np.ndarray], negatives: Sequence[np.ndarray], l2: float, start: np.ndarray | None = None
+    positives: Sequence[np.ndarray],
+    negatives: Sequence[np.ndarray],
+    l2: float,
+    start: np.ndarray | None = None,
+    langs: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, float]:
+    """The logistic regression with both classes weighted to half the total, and, given each row's language
+    (``langs``: positives' then negatives'), to half of each language's rows within it: a safety set with more
+    Spanish emergencies than Spanish ordinary messages must not teach that Spanish is an emergency. Rows of a
+    language with one class only (the check's examples) keep the overall balance."""
     if not positives or not negatives:
         raise ValueError("a learned check needs labelled messages of its own and others")
     x = np.vstack([*positives, *negatives])
     y = np.r_[np.ones(len(positives)), np.zeros(len(negatives))]
     total = len(y)
     weight = np.where(y == 1, total / (2 * len(positives)), total / (2 * len(negatives)))
+    if langs is not None:
+        group = np.array(langs)
+        for lang in np.unique(group):
+            rows = group == lang
+            pos, neg = int((y[rows] == 1).sum()), int((y[rows] == 0).sum())
+            if pos and neg:
+                weight[rows] = np.where(y[rows] == 1, rows.sum() / (2 * pos), rows.sum() / (2 * neg))
     return logistic(x, y, weight, l2, start)
 
 

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 CACHE = "screening.npz"
 VECTORS = "screening-vectors.npz"  # the training pieces' vectors, so that new lines alone are embedded
-VERSION = 2  # bump when training changes, so caches trained the old way are trained again
+VERSION = 3  # bump when training changes, so caches trained the old way are trained again
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,10 @@ def labelled(
     todo = sorted({p for ps in split for p in ps} - known.keys())
     if todo:
         known.update(zip(todo, _embed(guards)(todo), strict=True))
-    return [Labelled(item.expect, np.stack([known[p] for p in ps])) for item, ps in zip(items, split, strict=True)]
+    return [
+        Labelled(item.expect, np.stack([known[p] for p in ps]), lang=item.lang)
+        for item, ps in zip(items, split, strict=True)
+    ]
 
 
 def pattern_matches(guards: Guardrails, check: str, texts: Sequence[str]) -> list[bool]:
@@ -142,7 +145,7 @@ def train_checks(
             logger.warning("%s has no labelled calibration messages: it screens by patterns and examples", cid)
             continue
         matched = pattern_matches(guards, cid, [i.text for i in items])
-        mine = [Labelled(m.label, m.vectors, hit) for m, hit in zip(messages, matched, strict=True)]
+        mine = [Labelled(m.label, m.vectors, hit, m.lang) for m, hit in zip(messages, matched, strict=True)]
         out[cid] = fit(cid, mine, example_vectors(guards, cid), false_positive_rate)
     return out
 

@@ -1,5 +1,7 @@
-"""Negations: a pattern's match that a message denies ("no chest pain", "he doesn't have trouble breathing", "no tengo
-dolor de pecho") is no evidence, neither for the pattern nor for similarity (kit/services/safety/guardrails.py)."""
+"""What a message says is not happening now: a pattern's match that it denies ("no chest pain", "he doesn't have
+trouble breathing", "no tengo dolor de pecho") or places in the past ("had a heart attack in 2019", "my daughter had a
+seizure as a baby", "se desmayó el verano pasado") is no evidence, neither for the pattern nor for similarity
+(kit/services/safety/guardrails.py)."""
 
 from __future__ import annotations
 
@@ -15,20 +17,85 @@ _NEGATION = re.compile(
 )
 _CLAUSE = re.compile(r"[.,;:!?()]|\b(?:but|and|or|just|although|though|pero|y|o|solo|aunque)\b")
 
+# A time in the past, in the clause of a pattern's match, makes the match history rather than an emergency: months
+# or years ago, a past month, season or year, "last time", childhood, a condition kept under control by medicine.
+# Not hours, days or "last night": an emergency can have started then. "since last week" and "for the last month"
+# say it is still going on, so they are no past.
+_PAST = re.compile(
+    r"(?<!since )(?<!for the )(?<!over the )(?<!in the )(?<!past )\blast (?:week|month|year|summer|winter|spring|fall"
+    r"|autumn|time)\b"
+    r"|\b(?:\d+|an?|one|two|three|four|five|six|several|many|a few|a couple of) (?:months?|years?) ago\b"
+    r"|\byears ago\b|\bin (?:19|20)\d\d\b"
+    r"|\bas an? (?:baby|infant|newborn|kid|child|toddler|teen|teenager)\b"
+    r"|\bwhen (?:i|he|she|we|they) (?:was|were) (?:little|young|small|a baby|a kid|a child|a teen)\b"
+    r"|\bwell[- ]controlled\b|\bcontrolled (?:with|by|on)\b"
+    r"|\b(?:el|del) (?:mes|a[nñ]o|verano|invierno|oto[nñ]o) pasado\b|\bla (?:vez|primavera) pasada\b"
+    r"|\bhace (?:\d+|un|una|unos|unas|varios|varias|dos|tres|cuatro|muchos|muchas) (?:meses|a[nñ]os)\b"
+    r"|\bde (?:beb[eé]|ni[nñ][oa]|chiquit[oa])\b|\bcuando (?:era|estaba) (?:beb[eé]|ni[nñ][oa]|chiquit[oa])\b"
+    r"|\bcontrolad[oa]s? con\b",
+    re.IGNORECASE,
+)
+# Figures of speech and things named after an emergency, not one: a match inside one is not said.
+_FIGURE = re.compile(
+    r"\b(?:almost|nearly|about to|practically) (?:had|have|gave me|give me) a heart ?attack\b"
+    r"|\b(?:gave|give|giving|gives) (?:me|him|her|us|them|my \w+) a heart ?attack\b"
+    r"|\bdrowning in (?:paperwork|work|bills|forms|e-?mails?|homework|debt|laundry|papers)\b"
+    r"|\b(?:dying|die) (?:to|for) (?:know|see|get|try|go|meet|hear)\b"
+    r"|\b(?:overdose|suicide|stroke|seizure|heart ?attack) (?:awareness|prevention|training|class|course|poster|kit)\b"
+    r"|\b(?:heart ?attack|stroke) (?:risk|screening)\b",
+    re.IGNORECASE,
+)
+# Anything in the message that says it is happening now (again) keeps every match said, whatever the past beside it.
+_NOW = re.compile(
+    r"(?<!fine )(?<!better )(?<!okay )(?<!ok )(?<!good )(?<!normal )\b(?:right )?now\b|\bagain\b|\bstill\b|\btoday\b"
+    r"|\btonight\b|\bthis (?:morning|afternoon|evening)\b|\bcurrently\b"
+    r"|\b(?:it|it'?s|it is|they'?re|the pain is) back\b|\b(?:came|coming|come) back\b|\breturned\b|\bworse\b"
+    r"|\bahora\b|\bahorita\b|\botra vez\b|\bde nuevo\b"
+    r"|\btodav[ií]a\b|\bhoy\b|\besta (?:ma[nñ]ana|tarde|noche)\b",
+    re.IGNORECASE,
+)
+
 
 def affirmed(pattern: re.Pattern[str], text: str) -> bool:
-    """Whether ``pattern`` matches ``text`` somewhere that is not denied within its clause."""
+    """Whether ``pattern`` matches ``text`` somewhere that is neither denied nor placed in the past."""
     return any(not denied(text, m) for m in pattern.finditer(text))
 
 
 def denied(text: str, match: re.Match[str]) -> bool:
-    """Whether a negation stands before ``match`` within its clause."""
-    return bool(_NEGATION.search(_CLAUSE.split(text[: match.start()])[-1]))
+    """Whether a negation stands before ``match`` within its clause, its clause places it in the past, or it is
+    part of a figure of speech ("nearly had a heart attack when I saw the bill")."""
+    return bool(_NEGATION.search(_CLAUSE.split(text[: match.start()])[-1])) or past(text, match) or figure(text, match)
+
+
+def figure(text: str, match: re.Match[str]) -> bool:
+    """Whether ``match`` lies inside a figure of speech or a name ("drowning in paperwork", "an overdose awareness
+    poster")."""
+    return any(f.start() <= match.start() and match.end() <= f.end() for f in _FIGURE.finditer(text))
+
+
+def past(text: str, match: re.Match[str]) -> bool:
+    """Whether the clause of ``match`` places it in the past and nothing in ``text`` says it is happening now."""
+    start, end = _clause(text, match)
+    return bool(_PAST.search(text[start:end])) and not _NOW.search(text)
 
 
 def denied_span(text: str, match: re.Match[str]) -> tuple[int, int]:
-    """From the negation that denies ``match`` to the end of the match's clause."""
+    """What is not said of ``match``: the figure of speech it is part of, from the negation that denies it to the
+    end of its clause, or the whole clause that places it in the past."""
     before = _CLAUSE.split(text[: match.start()])[-1]
-    start = match.start() - len(before) + _NEGATION.search(before).start()  # type: ignore[union-attr]
+    negation = _NEGATION.search(before)
+    figures = [f for f in _FIGURE.finditer(text) if f.start() <= match.start() and match.end() <= f.end()]
+    if figures:
+        return figures[0].span()
+    if negation is None:
+        return _clause(text, match)
     after = _CLAUSE.search(text, match.end())
-    return start, after.start() if after else len(text)
+    return match.start() - len(before) + negation.start(), after.start() if after else len(text)
+
+
+def _clause(text: str, match: re.Match[str]) -> tuple[int, int]:
+    """From the start of the clause ``match`` starts in to the end of that clause or of the match, whichever is
+    later."""
+    start = match.start() - len(_CLAUSE.split(text[: match.start()])[-1])
+    after = _CLAUSE.search(text, match.start())
+    return start, max(match.end(), after.start() if after else len(text))
