@@ -209,6 +209,11 @@ def test_a_symptom_denied_in_its_clause_does_not_fire_but_a_negated_emergency_do
         ("mi esposo se desmayó el verano pasado y el trabajo pide un examen físico", None),  # Spanish, history
         ("I nearly had a heart attack when I saw the bill", None),  # a figure of speech
         ("I'm drowning in paperwork, can you email the forms", None),
+        ("my mom died of a heart attack at 55, can I get a cholesterol test", None),
+        ("hace tres años tuve una sobredosis, tienen consejería", None),  # "hace" is not respelled "face"
+        ("how do you spell anaphylaxis for the allergy form", None),  # a word mentioned, not used
+        ("i had a stroke in 2020, can i see dr chen now", None),  # "now" times a request
+        ("can i take two different antibiotics at once", "no_diagnosis"),  # "at once" is no past
         ("i had a heart attack last year and i think it's happening again", "emergency"),  # now, again
         ("chest pain since last week and it's getting worse", "emergency"),  # still going on
         ("he had a seizure last year, now he is shaking all over and won't respond", "emergency"),

@@ -33,7 +33,7 @@ import numpy as np
 from kit.chunk import Chunk
 from kit.services.assistant.hours import Hours
 from kit.services.safety.classifier import Classifier
-from kit.services.safety.negation import affirmed, denied, denied_span
+from kit.services.safety.negation import READING_WORDS, affirmed, denied, denied_span, pattern_words
 from kit.settings import Contact, DomainSpec, embedding_name
 
 Kind = Literal["answer", "refuse", "handoff", "rule"]
@@ -258,7 +258,11 @@ class Guardrails:
         if self._vocabulary is None:
             targets = {w for c in self.checks for e in c.examples for w in re.findall(r"[^\W\d_]{4,}", fold(e))}
             known = _known_words(self.embed)
-            self._vocabulary = (known | targets if known else frozenset(), frozenset(targets))
+            # a word a pattern or the negation and past readings spell out is a word as written ("hace tres años"
+            # must not read "face tres anos")
+            spelt = {w for c in self.checks if c.pattern is not None for w in pattern_words(c.pattern.pattern)}
+            spelt |= READING_WORDS
+            self._vocabulary = (known | targets | spelt if known else frozenset(), frozenset(targets))
         return self._vocabulary
 
     def example_vectors(self, batch: int = EMBED_BATCH) -> list[np.ndarray]:

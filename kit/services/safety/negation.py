@@ -29,10 +29,13 @@ _PAST = re.compile(
     r"|\bas an? (?:baby|infant|newborn|kid|child|toddler|teen|teenager)\b"
     r"|\bwhen (?:i|he|she|we|they) (?:was|were) (?:little|young|small|a baby|a kid|a child|a teen)\b"
     r"|\bwell[- ]controlled\b|\bcontrolled (?:with|by|on)\b"
-    r"|\b(?:el|del) (?:mes|a[nñ]o|verano|invierno|oto[nñ]o) pasado\b|\bla (?:vez|primavera) pasada\b"
-    r"|\bhace (?:\d+|un|una|unos|unas|varios|varias|dos|tres|cuatro|muchos|muchas) (?:meses|a[nñ]os)\b"
-    r"|\bde (?:beb[eé]|ni[nñ][oa]|chiquit[oa])\b|\bcuando (?:era|estaba) (?:beb[eé]|ni[nñ][oa]|chiquit[oa])\b"
-    r"|\bcontrolad[oa]s? con\b",
+    r"|\b(?:el|del) (?:mes|ano|año|verano|invierno|otono|otoño) pasado\b|\bla (?:vez|primavera) pasada\b"
+    r"|\bhace (?:\d+|un|una|unos|unas|varios|varias|dos|tres|cuatro|muchos|muchas) (?:meses|anos|años)\b"
+    r"|\b(?:de|cuando (?:era|estaba)) (?:bebe|bebé|nino|nina|niño|niña|chiquito|chiquita)\b"
+    r"|\b(?:controlados?|controladas?) con\b"
+    r"|\bdied (?:of|from)\b|\b(?:attack|stroke|seizure)s? at (?:age )?\d\d\b"
+    r"|\b(?:saved (?:my|his|her|their) life|survived|survivor|recover(?:ed|ing) from|in recovery)\b"
+    r"|(?<!at )\bonce\b(?! (?:a|every|more|again|in a)\b)|\bone time\b|\buna vez\b",
     re.IGNORECASE,
 )
 # Figures of speech and things named after an emergency, not one: a match inside one is not said.
@@ -42,7 +45,10 @@ _FIGURE = re.compile(
     r"|\bdrowning in (?:paperwork|work|bills|forms|e-?mails?|homework|debt|laundry|papers)\b"
     r"|\b(?:dying|die) (?:to|for) (?:know|see|get|try|go|meet|hear)\b"
     r"|\b(?:overdose|suicide|stroke|seizure|heart ?attack) (?:awareness|prevention|training|class|course|poster|kit)\b"
-    r"|\b(?:heart ?attack|stroke) (?:risk|screening)\b",
+    r"|\b(?:heart ?attack|stroke) (?:risk|screening)\b"
+    r"|\bhow (?:do (?:you|i)|to) spell (?:\w+ ){0,2}\w+|\bthe word \w+"
+    r"|\b(?:medicines?|medications?|meds|pills|medicinas?|medicamentos?|pastillas) (?:for|para|de)"
+    r" (?:(?:the|my|his|her|their|las|los|la|el|sus|mis|su) )?\w+",
     re.IGNORECASE,
 )
 # Anything in the message that says it is happening now (again) keeps every match said, whatever the past beside it.
@@ -51,9 +57,12 @@ _NOW = re.compile(
     r"|\btonight\b|\bthis (?:morning|afternoon|evening)\b|\bcurrently\b"
     r"|\b(?:it|it'?s|it is|they'?re|the pain is) back\b|\b(?:came|coming|come) back\b|\breturned\b|\bworse\b"
     r"|\bahora\b|\bahorita\b|\botra vez\b|\bde nuevo\b"
-    r"|\btodav[ií]a\b|\bhoy\b|\besta (?:ma[nñ]ana|tarde|noche)\b",
+    r"|\b(?:todavia|todavía)\b|\bhoy\b|\besta (?:(?:manana|mañana)|tarde|noche)\b",
     re.IGNORECASE,
 )
+
+_REQUEST = re.compile(r"(?:can|could|may|do|does|is|are|when|should|would|what|where|how)\b")  # a clause that asks
+_WISH = re.compile(r" (?:i|we) (?:want|need|would|'d|am looking|have to)\b", re.IGNORECASE)  # "now I want ..."
 
 
 def affirmed(pattern: re.Pattern[str], text: str) -> bool:
@@ -76,7 +85,19 @@ def figure(text: str, match: re.Match[str]) -> bool:
 def past(text: str, match: re.Match[str]) -> bool:
     """Whether the clause of ``match`` places it in the past and nothing in ``text`` says it is happening now."""
     start, end = _clause(text, match)
-    return bool(_PAST.search(text[start:end])) and not _NOW.search(text)
+    return bool(_PAST.search(text[start:end])) and not now(text)
+
+
+def now(text: str) -> bool:
+    """Whether ``text`` says something is happening now: a word of ``_NOW``, but not a "now" or "still" that times a
+    request ("can I get the shot now", "now I want a detector", "is he still taking patients")."""
+    for m in _NOW.finditer(text):
+        if m.group().lower() in ("now", "still"):
+            clause = _CLAUSE.split(text[: m.start()])[-1].strip().lower()
+            if _REQUEST.match(clause) or _WISH.match(text, m.end()):
+                continue
+        return True
+    return False
 
 
 def denied_span(text: str, match: re.Match[str]) -> tuple[int, int]:
@@ -99,3 +120,12 @@ def _clause(text: str, match: re.Match[str]) -> tuple[int, int]:
     start = match.start() - len(_CLAUSE.split(text[: match.start()])[-1])
     after = _CLAUSE.search(text, match.start())
     return start, max(match.end(), after.start() if after else len(text))
+
+
+def pattern_words(source: str) -> set[str]:
+    """The plain words (four letters or more) a regular expression spells out, its escapes (``\\b``) left aside."""
+    return set(re.findall(r"[a-z]{4,}", re.sub(r"\\[a-zA-Z]", " ", source.lower())))
+
+
+# Words these readings depend on: never respelled towards an example's word (kit/services/safety/guardrails.py).
+READING_WORDS = frozenset().union(*(pattern_words(r.pattern) for r in (_NEGATION, _CLAUSE, _PAST, _FIGURE, _NOW)))
