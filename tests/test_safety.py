@@ -214,6 +214,9 @@ def test_a_symptom_denied_in_its_clause_does_not_fire_but_a_negated_emergency_do
         ("how do you spell anaphylaxis for the allergy form", None),  # a word mentioned, not used
         ("i had a stroke in 2020, can i see dr chen now", None),  # "now" times a request
         ("can i take two different antibiotics at once", "no_diagnosis"),  # "at once" is no past
+        ("heart attacks run in my family, can i get my cholesterol checked", None),
+        ("is there a class on recognizing stroke signs", None),
+        ("pressing a clean towel on the cut and it won't stop bleeding", "emergency"),
         ("i had a heart attack last year and i think it's happening again", "emergency"),  # now, again
         ("chest pain since last week and it's getting worse", "emergency"),  # still going on
         ("he had a seizure last year, now he is shaking all over and won't respond", "emergency"),

@@ -35,7 +35,12 @@ _PAST = re.compile(
     r"|\b(?:controlados?|controladas?) con\b"
     r"|\bdied (?:of|from)\b|\b(?:attack|stroke|seizure)s? at (?:age )?\d\d\b"
     r"|\b(?:saved (?:my|his|her|their) life|survived|survivor|recover(?:ed|ing) from|in recovery)\b"
-    r"|(?<!at )\bonce\b(?! (?:a|every|more|again|in a)\b)|\bone time\b|\buna vez\b",
+    r"|(?<!at )\bonce\b(?! (?:a|every|more|again|in a)\b)|\bone time\b|\buna vez\b"
+    r"|\bin (?:college|high school|my (?:twenties|teens|20s))\b|\bruns? in (?:my|our|the|his|her) family\b"
+    r"|\bfamily history\b|\b(?:years?|months?) (?:clean|sober)\b|\b(?:clean|sober) (?:for|since)\b"
+    r"|\bllevo\b.{0,20}\bsobri[oa]\b|\b(?:is|are|came|got|been|now) (?:back )?home\b"
+    r"|\bdischarged\b|\bout of the hospital\b"
+    r"|\b(?:er|ed|doctor|doctors|dr \w+|hospital|urgent care) (?:said|told (?:me|us|him|her))\b.{0,40}\bwas\b",
     re.IGNORECASE,
 )
 # Figures of speech and things named after an emergency, not one: a match inside one is not said.
@@ -47,13 +52,16 @@ _FIGURE = re.compile(
     r"|\b(?:overdose|suicide|stroke|seizure|heart ?attack) (?:awareness|prevention|training|class|course|poster|kit)\b"
     r"|\b(?:heart ?attack|stroke) (?:risk|screening)\b"
     r"|\bhow (?:do (?:you|i)|to) spell (?:\w+ ){0,2}\w+|\bthe word \w+"
+    r"|\b(?:class|classes|course|training|workshop|poster|pamphlet|video) (?:on|about|for|in) (?:\w+ ){0,2}\w+"
+    r"|\bcollapsed (?:into|onto|on|in) (?:my |the )?(?:bed|couch|sofa|chair)\b"
     r"|\b(?:medicines?|medications?|meds|pills|medicinas?|medicamentos?|pastillas) (?:for|para|de)"
     r" (?:(?:the|my|his|her|their|las|los|la|el|sus|mis|su) )?\w+",
     re.IGNORECASE,
 )
 # Anything in the message that says it is happening now (again) keeps every match said, whatever the past beside it.
 _NOW = re.compile(
-    r"(?<!fine )(?<!better )(?<!okay )(?<!ok )(?<!good )(?<!normal )\b(?:right )?now\b|\bagain\b|\bstill\b|\btoday\b"
+    r"(?<!fine )(?<!better )(?<!okay )(?<!ok )(?<!good )(?<!normal )(?<!home )\b(?:right )?now\b"
+    r"|\bagain\b|\bstill\b|\btoday\b"
     r"|\btonight\b|\bthis (?:morning|afternoon|evening)\b|\bcurrently\b"
     r"|\b(?:it|it'?s|it is|they'?re|the pain is) back\b|\b(?:came|coming|come) back\b|\breturned\b|\bworse\b"
     r"|\bahora\b|\bahorita\b|\botra vez\b|\bde nuevo\b"
@@ -62,7 +70,8 @@ _NOW = re.compile(
 )
 
 _REQUEST = re.compile(r"(?:can|could|may|do|does|is|are|when|should|would|what|where|how)\b")  # a clause that asks
-_WISH = re.compile(r" (?:i|we) (?:want|need|would|'d|am looking|have to)\b", re.IGNORECASE)  # "now I want ..."
+# "now I want ...", "ahora necesita ..."
+_WISH = re.compile(r" (?:(?:i|we) (?:want|need|would|'d|am looking|have to)|(?:necesit|quier)\w*)\b", re.IGNORECASE)
 
 
 def affirmed(pattern: re.Pattern[str], text: str) -> bool:
@@ -92,7 +101,7 @@ def now(text: str) -> bool:
     """Whether ``text`` says something is happening now: a word of ``_NOW``, but not a "now" or "still" that times a
     request ("can I get the shot now", "now I want a detector", "is he still taking patients")."""
     for m in _NOW.finditer(text):
-        if m.group().lower() in ("now", "still"):
+        if m.group().lower() in ("now", "still", "ahora"):
             clause = _CLAUSE.split(text[: m.start()])[-1].strip().lower()
             if _REQUEST.match(clause) or _WISH.match(text, m.end()):
                 continue
