@@ -30,7 +30,8 @@ _PAST = re.compile(
     r"|\bwhen (?:i|he|she|we|they) (?:was|were) (?:little|young|small|a baby|a kid|a child|a teen)\b"
     r"|\bwell[- ]controlled\b|\bcontrolled (?:with|by|on)\b"
     r"|\b(?:el|del) (?:mes|ano|año|verano|invierno|otono|otoño) pasado\b|\bla (?:vez|primavera) pasada\b"
-    r"|\bhace (?:\d+|un|una|unos|unas|varios|varias|dos|tres|cuatro|muchos|muchas) (?:meses|anos|años)\b"
+    r"|\bhace (?:\d+|un|una|unos|unas|varios|varias|dos|tres|cuatro|muchos|muchas) (?:mes|meses|ano|anos|año|años)\b"
+    r"|\ben recuperaci(?:on|ón)\b|\b(?:muri[oó]|falleci[oó]) (?:de|por)\b"
     r"|\b(?:de|cuando (?:era|estaba)) (?:bebe|bebé|nino|nina|niño|niña|chiquito|chiquita)\b"
     r"|\b(?:controlados?|controladas?) con\b"
     r"|\bdied (?:of|from)\b|\b(?:attack|stroke|seizure)s? at (?:age )?\d\d\b"
@@ -52,7 +53,9 @@ _FIGURE = re.compile(
     r"|\b(?:overdose|suicide|stroke|seizure|heart ?attack) (?:awareness|prevention|training|class|course|poster|kit)\b"
     r"|\b(?:heart ?attack|stroke) (?:risk|screening)\b"
     r"|\bhow (?:do (?:you|i)|to) spell (?:\w+ ){0,2}\w+|\bthe word \w+"
-    r"|\b(?:class|classes|course|training|workshop|poster|pamphlet|video) (?:on|about|for|in) (?:\w+ ){0,2}\w+"
+    r"|\b(?:class|classes|course|training|workshop|poster|pamphlet|video|project|report|essay|presentation)"
+    r" (?:on|about|for|in) (?:\w+ ){0,2}\w+|\b\w+ (?:action|care|safety|emergency) plan\b"
+    r"|\b(?:almost|nearly) \w+(?: \w+){0,3} when (?:i|he|she|we|they) (?:saw|heard|got|read)\b"
     r"|\bcollapsed (?:into|onto|on|in) (?:my |the )?(?:bed|couch|sofa|chair)\b"
     r"|\b(?:medicines?|medications?|meds|pills|medicinas?|medicamentos?|pastillas) (?:for|para|de)"
     r" (?:(?:the|my|his|her|their|las|los|la|el|sus|mis|su) )?\w+",
@@ -70,8 +73,12 @@ _NOW = re.compile(
 )
 
 _REQUEST = re.compile(r"(?:can|could|may|do|does|is|are|when|should|would|what|where|how)\b")  # a clause that asks
-# "now I want ...", "ahora necesita ..."
-_WISH = re.compile(r" (?:(?:i|we) (?:want|need|would|'d|am looking|have to)|(?:necesit|quier)\w*)\b", re.IGNORECASE)
+# "now I want ...", "ahora necesita ...", "now he's 5", "now my employer wants ..."
+_WISH = re.compile(
+    r" (?:(?:i|we) (?:want|need|would|'d|am looking|have to)|(?:necesit|quier)\w*|(?:he|she|he's|she's|is|tiene) \d+"
+    r"|(?:my|the|his|her|our) \w+ (?:wants|needs|asks|requires))\b",
+    re.IGNORECASE,
+)
 
 
 def affirmed(pattern: re.Pattern[str], text: str) -> bool:
