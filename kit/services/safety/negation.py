@@ -32,6 +32,7 @@ _PAST = re.compile(
     r"|\b(?:el|del) (?:mes|ano|año|verano|invierno|otono|otoño) pasado\b|\bla (?:vez|primavera) pasada\b"
     r"|\bhace (?:\d+|un|una|unos|unas|varios|varias|dos|tres|cuatro|muchos|muchas) (?:mes|meses|ano|anos|año|años)\b"
     r"|\ben recuperaci(?:on|ón)\b|\b(?:muri[oó]|falleci[oó]) (?:de|por)\b"
+    r"|\bin (?:treatment|rehab|recovery|a program|the program)\b|\brehabilitaci(?:on|ón)\b"
     r"|\b(?:de|cuando (?:era|estaba)) (?:bebe|bebé|nino|nina|niño|niña|chiquito|chiquita)\b"
     r"|\b(?:controlados?|controladas?) con\b"
     r"|\bdied (?:of|from)\b|\b(?:attack|stroke|seizure)s? at (?:age )?\d\d\b"
@@ -63,7 +64,8 @@ _FIGURE = re.compile(
 )
 # Anything in the message that says it is happening now (again) keeps every match said, whatever the past beside it.
 _NOW = re.compile(
-    r"(?<!fine )(?<!better )(?<!okay )(?<!ok )(?<!good )(?<!normal )(?<!home )\b(?:right )?now\b"
+    r"(?<!fine )(?<!better )(?<!okay )(?<!ok )(?<!good )(?<!normal )(?<!home )(?<!treatment )(?<!rehab )"
+    r"\b(?:right )?now\b"
     r"|\bagain\b|\bstill\b|\btoday\b"
     r"|\btonight\b|\bthis (?:morning|afternoon|evening)\b|\bcurrently\b"
     r"|\b(?:it|it'?s|it is|they'?re|the pain is) back\b|\b(?:came|coming|come) back\b|\breturned\b|\bworse\b"
@@ -75,8 +77,8 @@ _NOW = re.compile(
 _REQUEST = re.compile(r"(?:can|could|may|do|does|is|are|when|should|would|what|where|how)\b")  # a clause that asks
 # "now I want ...", "ahora necesita ...", "now he's 5", "now my employer wants ..."
 _WISH = re.compile(
-    r" (?:(?:i|we) (?:want|need|would|'d|am looking|have to)|(?:necesit|quier)\w*|(?:he|she|he's|she's|is|tiene) \d+"
-    r"|(?:my|the|his|her|our) \w+ (?:wants|needs|asks|requires))\b",
+    r" (?:(?:i|we) (?:want|need|would|'d|am looking|have to)|(?:necesit|quier|busc)\w*"
+    r"|(?:he|she|he's|she's|is|tiene) \d+|(?:my|the|his|her|our) \w+ (?:wants|needs|asks|requires))\b",
     re.IGNORECASE,
 )
 
