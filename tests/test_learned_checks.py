@@ -149,6 +149,23 @@ def test_the_cache_is_trained_again_only_when_the_training_lines_change(shop: Pa
     assert learned.learned(none, Guardrails(none.spec, embed)).classifiers == {}  # nothing learned: as before
 
 
+def test_a_new_copy_of_a_domain_embeds_none_of_the_lines_another_copy_embedded(
+    shop: Path, embed: Any, tmp_path: Path
+) -> None:
+    import shutil
+
+    first = load_domain(shop)
+    learned.learned(first, Guardrails(first.spec, embed))  # its pieces go to the model cache too
+    shutil.copytree(shop, tmp_path / "copy", ignore=shutil.ignore_patterns("build"))
+    copy = load_domain(tmp_path / "copy")
+    seen: list[str] = []
+    guards = Guardrails(copy.spec, embed)
+    guards.learned_embed = lambda texts: (seen.extend(texts), embed(texts))[1]
+    trained = learned.learned(copy, guards)
+    assert trained.seconds > 0 and "injured" in trained.classifiers  # trained, its build folder being new
+    assert set(seen) <= {"someone got hurt using the product"}  # the rule's example alone was embedded again
+
+
 def _with_screening(domain: Domain, **changes: Any) -> Domain:
     screening = domain.spec.screening.model_copy(update=changes)
     return Domain(domain.root, domain.spec.model_copy(update={"screening": screening}))

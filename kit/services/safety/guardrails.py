@@ -260,8 +260,7 @@ class Guardrails:
             known = _known_words(self.embed)
             # a word a pattern or the negation and past readings spell out is a word as written ("hace tres años"
             # must not read "face tres anos")
-            spelt = {w for c in self.checks if c.pattern is not None for w in pattern_words(c.pattern.pattern)}
-            spelt |= READING_WORDS
+            spelt = READING_WORDS.union(*(pattern_words(c.pattern.pattern) for c in self.checks if c.pattern))
             self._vocabulary = (known | targets | spelt if known else frozenset(), frozenset(targets))
         return self._vocabulary
 

@@ -13,9 +13,11 @@ import hashlib
 import io
 import json
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -196,15 +198,18 @@ def _classifier(weights: np.ndarray, bias: np.ndarray, positives: np.ndarray, ne
 
 
 def _read_vectors(domain: Domain) -> dict[str, np.ndarray]:
-    """The pieces embedded when the checks were last trained, under the encoder they use now (none otherwise): a
-    few lines added to the safety set embed only those lines."""
-    try:
-        with np.load(domain.build_dir / VECTORS, allow_pickle=False) as data:
-            if str(data["encoder"]) != encoder_name(domain):
-                return {}
-            return dict(zip((str(t) for t in data["texts"]), data["vectors"], strict=True))
-    except (OSError, KeyError, ValueError):
-        return {}
+    """The pieces embedded when the checks were last trained, here or in any domain on this machine (the model
+    cache keeps them per encoder), under the encoder they use now: a few lines added to the safety set embed only
+    those lines, and a new copy of a template (`kit new clinic`) embeds nothing its template did not."""
+    known: dict[str, np.ndarray] = {}
+    for path in (_shared_vectors(domain), domain.build_dir / VECTORS):
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if str(data["encoder"]) == encoder_name(domain):
+                    known.update(zip((str(t) for t in data["texts"]), data["vectors"], strict=True))
+        except (OSError, KeyError, ValueError):
+            continue
+    return known
 
 
 def _write_vectors(domain: Domain, known: dict[str, np.ndarray]) -> None:
@@ -212,7 +217,15 @@ def _write_vectors(domain: Domain, known: dict[str, np.ndarray]) -> None:
     texts = sorted(known)
     vectors = np.stack([known[t] for t in texts]) if texts else np.zeros((0, 1), dtype=np.float32)
     np.savez(buffer, encoder=np.array(encoder_name(domain)), texts=np.array(texts, dtype=str), vectors=vectors)
-    replace_with(domain.build_dir / VECTORS, lambda tmp: tmp.write_bytes(buffer.getvalue()), cache=True)
+    for path in (domain.build_dir / VECTORS, _shared_vectors(domain)):
+        replace_with(path, lambda tmp: tmp.write_bytes(buffer.getvalue()), cache=True)
+
+
+def _shared_vectors(domain: Domain) -> Path:
+    """The model cache's file of pieces embedded by the domain's encoder, for every domain on this machine."""
+    from kit.components.models import cache_dir
+
+    return cache_dir() / "screening-vectors" / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', encoder_name(domain))}.npz"
 
 
 def _write(domain: Domain, stamp: str, classifiers: dict[str, Classifier]) -> None:
