@@ -220,6 +220,7 @@ def test_a_symptom_denied_in_its_clause_does_not_fire_but_a_negated_emergency_do
         ("we're doing a school project on heart attacks, can a doctor do an interview", None),
         ("mi hijo tuvo una convulsión cuando era bebé, ahora tiene 5, puede vacunarse", None),  # "ahora tiene 5"
         ("my brother is in treatment after an overdose, can he get primary care here", None),
+        ("hace años intenté suicidarme, ahora estoy bien pero quiero un consejero", None),  # "ahora estoy bien"
         ("i had a heart attack last year and i think it's happening again", "emergency"),  # now, again
         ("chest pain since last week and it's getting worse", "emergency"),  # still going on
         ("he had a seizure last year, now he is shaking all over and won't respond", "emergency"),

@@ -30,7 +30,8 @@ _PAST = re.compile(
     r"|\bwhen (?:i|he|she|we|they) (?:was|were) (?:little|young|small|a baby|a kid|a child|a teen)\b"
     r"|\bwell[- ]controlled\b|\bcontrolled (?:with|by|on)\b"
     r"|\b(?:el|del) (?:mes|ano|año|verano|invierno|otono|otoño) pasado\b|\bla (?:vez|primavera) pasada\b"
-    r"|\bhace (?:\d+|un|una|unos|unas|varios|varias|dos|tres|cuatro|muchos|muchas) (?:mes|meses|ano|anos|año|años)\b"
+    r"|\bhace (?:(?:\d+|un|una|unos|unas|varios|varias|dos|tres|cuatro|muchos|muchas) )?"
+    r"(?:mes|meses|ano|anos|año|años)\b"
     r"|\ben recuperaci(?:on|ón)\b|\b(?:muri[oó]|falleci[oó]) (?:de|por)\b"
     r"|\bin (?:treatment|rehab|recovery|a program|the program)\b|\brehabilitaci(?:on|ón)\b"
     r"|\b(?:de|cuando (?:era|estaba)) (?:bebe|bebé|nino|nina|niño|niña|chiquito|chiquita)\b"
@@ -78,7 +79,8 @@ _REQUEST = re.compile(r"(?:can|could|may|do|does|is|are|when|should|would|what|w
 # "now I want ...", "ahora necesita ...", "now he's 5", "now my employer wants ..."
 _WISH = re.compile(
     r" (?:(?:i|we) (?:want|need|would|'d|am looking|have to)|(?:necesit|quier|busc)\w*"
-    r"|(?:he|she|he's|she's|is|tiene) \d+|(?:my|the|his|her|our) \w+ (?:wants|needs|asks|requires))\b",
+    r"|(?:he|she|he's|she's|is|tiene) \d+|(?:estoy|esta|está) bien"
+    r"|(?:my|the|his|her|our) \w+ (?:wants|needs|asks|requires))\b",
     re.IGNORECASE,
 )
 
