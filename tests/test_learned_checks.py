@@ -240,3 +240,13 @@ def test_a_language_with_more_emergencies_than_ordinary_messages_is_no_evidence_
     gap = {name: m.evidence(spanish_ordinary)[0] - m.evidence(english_ordinary)[0]
            for name, m in (("balanced", balanced), ("pooled", pooled))}  # fmt: skip
     assert gap["balanced"] < gap["pooled"] / 2  # the language weighs far less once classes are balanced within it
+
+
+def test_a_question_of_the_answer_evals_held_out_set_is_never_trained_on(shop: Path) -> None:
+    domain = load_domain(shop)
+    held = json.loads((shop / domain.spec.eval.heldout).read_text(encoding="utf-8").splitlines()[0])["question"]
+    path = shop / "eval" / "safety.jsonl"
+    line = json.dumps(_rows([held], "none")[0] | {"id": "eval-heldout-0"})
+    path.write_text(path.read_text(encoding="utf-8") + line + "\n", encoding="utf-8")
+    texts = [i.text for i in learned.calibration_items(load_domain(shop))]
+    assert held not in texts and "How long do returns take?" in texts

@@ -99,12 +99,19 @@ def learned(domain: Domain, guards: Guardrails) -> Trained:
 
 
 def calibration_items(domain: Domain) -> list[SafetyItem]:
-    """The safety set's calibration split (the held-out split is never trained on); none without a safety set."""
+    """The safety set's calibration split (the held-out split is never trained on), less any message that is a
+    question or turn of the answer eval's held-out set (eval.heldout, which must stay untrained on by every part of
+    the assistant); none without a safety set."""
+    from kit.services.evaluation.runner import load_items
     from kit.services.evaluation.safety import load_safety
 
     if domain.spec.eval.safety is None:
         return []
-    return [i for i in load_safety(domain) if i.split == "calibration"]
+    cases = load_items(domain, split="heldout")
+    held = {fold(c.item.question) for c in cases} | {
+        fold(m.content) for c in cases for m in c.item.history if m.role == "user"
+    }
+    return [i for i in load_safety(domain) if i.split == "calibration" and fold(i.text) not in held]
 
 
 def labelled(
