@@ -184,11 +184,11 @@ def _safety(domain: Domain, split: str, as_json: bool, use_gate: bool, fp_budget
     split alone screened)."""
     from kit.components.embedding import Embedder
     from kit.services.evaluation import safety
-    from kit.services.safety.learned import screening
+    from kit.services.safety.learned import calibration_items, screening
 
     if fp_budget is not None:  # calibration reads the calibration split only, and shows nothing of the held-out one
         guards = screening(domain, Embedder(domain.spec.retrieval.embedding_model).embed)
-        items = [i for i in safety.load_safety(domain) if i.split == "calibration"]
+        items = calibration_items(domain)
         outcomes = safety.screen(guards, items)
         check_ids = [c.id for c in guards.checks]
         rows = safety.result_rows(outcomes, domain.spec.retrieval.embedding_model)

@@ -3,7 +3,8 @@ split and the checks' examples (kit/services/safety/classifier.py), cached in th
 the embedding model or the training lines change, at `kit index`, `kit serve` start (and chat, ask) and `kit eval`.
 
 The cache is ``build/screening.npz`` with a stamp: the encoder's name and a sha256 over everything the
-classifiers depend on (the calibration lines, the checks' examples and patterns, the screening settings).
+classifiers depend on (the calibration lines, the checks' examples and patterns, the screening settings). The
+pieces' vectors are kept per encoder in the model cache (``$KIT_CACHE/screening-vectors/``), for every domain.
 A domain with no learned checks, or whose safety set has no calibration messages for one, screens as before.
 """
 
@@ -32,7 +33,7 @@ from kit.settings import embedding_name
 logger = logging.getLogger(__name__)
 
 CACHE = "screening.npz"
-VECTORS = "screening-vectors.npz"  # the training pieces' vectors, so that new lines alone are embedded
+VECTORS = "screening-vectors"  # in the model cache: the training pieces' vectors per encoder, embedded once
 VERSION = 3  # bump when training changes, so caches trained the old way are trained again
 
 
@@ -205,18 +206,16 @@ def _classifier(weights: np.ndarray, bias: np.ndarray, positives: np.ndarray, ne
 
 
 def _read_vectors(domain: Domain) -> dict[str, np.ndarray]:
-    """The pieces embedded when the checks were last trained, here or in any domain on this machine (the model
-    cache keeps them per encoder), under the encoder they use now: a few lines added to the safety set embed only
-    those lines, and a new copy of a template (`kit new clinic`) embeds nothing its template did not."""
-    known: dict[str, np.ndarray] = {}
-    for path in (_shared_vectors(domain), domain.build_dir / VECTORS):
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                if str(data["encoder"]) == encoder_name(domain):
-                    known.update(zip((str(t) for t in data["texts"]), data["vectors"], strict=True))
-        except (OSError, KeyError, ValueError):
-            continue
-    return known
+    """The pieces any domain on this machine embedded with the domain's encoder (kept in the model cache): a few
+    lines added to the safety set embed only those lines, and a new copy of a template (`kit new clinic`) embeds
+    nothing its template did not."""
+    try:
+        with np.load(_vectors_file(domain), allow_pickle=False) as data:
+            if str(data["encoder"]) != encoder_name(domain):
+                return {}
+            return dict(zip((str(t) for t in data["texts"]), data["vectors"], strict=True))
+    except (OSError, KeyError, ValueError):
+        return {}
 
 
 def _write_vectors(domain: Domain, known: dict[str, np.ndarray]) -> None:
@@ -224,15 +223,14 @@ def _write_vectors(domain: Domain, known: dict[str, np.ndarray]) -> None:
     texts = sorted(known)
     vectors = np.stack([known[t] for t in texts]) if texts else np.zeros((0, 1), dtype=np.float32)
     np.savez(buffer, encoder=np.array(encoder_name(domain)), texts=np.array(texts, dtype=str), vectors=vectors)
-    for path in (domain.build_dir / VECTORS, _shared_vectors(domain)):
-        replace_with(path, lambda tmp: tmp.write_bytes(buffer.getvalue()), cache=True)
+    replace_with(_vectors_file(domain), lambda tmp: tmp.write_bytes(buffer.getvalue()), cache=True)
 
 
-def _shared_vectors(domain: Domain) -> Path:
-    """The model cache's file of pieces embedded by the domain's encoder, for every domain on this machine."""
+def _vectors_file(domain: Domain) -> Path:
+    """The model cache's file of pieces embedded by the domain's encoder, shared by every domain on this machine."""
     from kit.components.models import cache_dir
 
-    return cache_dir() / "screening-vectors" / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', encoder_name(domain))}.npz"
+    return cache_dir() / VECTORS / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', encoder_name(domain))}.npz"
 
 
 def _write(domain: Domain, stamp: str, classifiers: dict[str, Classifier]) -> None:

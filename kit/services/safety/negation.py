@@ -93,13 +93,15 @@ def affirmed(pattern: re.Pattern[str], text: str) -> bool:
 def denied(text: str, match: re.Match[str]) -> bool:
     """Whether a negation stands before ``match`` within its clause, its clause places it in the past, or it is
     part of a figure of speech ("nearly had a heart attack when I saw the bill")."""
-    return bool(_NEGATION.search(_CLAUSE.split(text[: match.start()])[-1])) or past(text, match) or figure(text, match)
+    negated = bool(_NEGATION.search(_CLAUSE.split(text[: match.start()])[-1]))
+    return negated or past(text, match) or figure(text, match) is not None
 
 
-def figure(text: str, match: re.Match[str]) -> bool:
-    """Whether ``match`` lies inside a figure of speech or a name ("drowning in paperwork", "an overdose awareness
-    poster")."""
-    return any(f.start() <= match.start() and match.end() <= f.end() for f in _FIGURE.finditer(text))
+def figure(text: str, match: re.Match[str]) -> tuple[int, int] | None:
+    """The span of the figure of speech or name ``match`` lies inside ("drowning in paperwork", "an overdose
+    awareness poster"), if any."""
+    inside = (f.span() for f in _FIGURE.finditer(text) if f.start() <= match.start() and match.end() <= f.end())
+    return next(inside, None)
 
 
 def past(text: str, match: re.Match[str]) -> bool:
@@ -125,9 +127,8 @@ def denied_span(text: str, match: re.Match[str]) -> tuple[int, int]:
     end of its clause, or the whole clause that places it in the past."""
     before = _CLAUSE.split(text[: match.start()])[-1]
     negation = _NEGATION.search(before)
-    figures = [f for f in _FIGURE.finditer(text) if f.start() <= match.start() and match.end() <= f.end()]
-    if figures:
-        return figures[0].span()
+    if (span := figure(text, match)) is not None:
+        return span
     if negation is None:
         return _clause(text, match)
     after = _CLAUSE.search(text, match.end())
