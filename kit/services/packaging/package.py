@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from kit import __version__
+from kit.components.embedding import E5_SMALL
 from kit.domain import SPEC_FILE, Domain, load_domain
 from kit.errors import KitError
 from kit.extras import E5
@@ -56,7 +57,6 @@ E5_LICENCE = "multilingual-e5-small"
 KEEP_EMPTY = ".gitkeep"  # keeps an empty source folder (where console uploads go) in git and in the image
 # what of <domain>/build/ the image needs (the index, the learned checks' weights); not feedback, runs, reports
 INDEX_PARTS = ("manifest.json", "chroma", "screening.npz")
-_, E5_SMALL = EMBEDDING_MODELS
 EXTRA_REQUIREMENTS = "extra-requirements.txt"  # in kit/: what the image installs beyond the base install
 LICENCE_RE = re.compile(r"^(licen[cs]e|notice|copying|use[_-]?policy|terms)", re.IGNORECASE)
 # Wheels worth carrying: compiling llama-cpp-python takes minutes.
