@@ -250,3 +250,20 @@ def test_a_question_of_the_answer_evals_held_out_set_is_never_trained_on(shop: P
     path.write_text(path.read_text(encoding="utf-8") + line + "\n", encoding="utf-8")
     texts = [i.text for i in learned.calibration_items(load_domain(shop))]
     assert held not in texts and "How long do returns take?" in texts
+
+
+def test_a_pattern_match_in_a_message_that_reads_like_none_of_the_rules_is_vetoed(shop: Path, embed: Any) -> None:
+    spec_file = shop / "domain.yaml"
+    spec = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
+    next(r for r in spec["rules"] if r["id"] == "injured")["patterns"] = [r"\bcut\b", r"\bbleeding\b"]
+    spec_file.write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
+    guards = learned.screening(load_domain(shop), embed)
+    check = next(c for c in guards.checks if c.id == "injured")
+    assert check.classifier is not None and check.classifier.veto > -np.inf  # some real messages say "cut"
+    real = "the bread knife slipped and cut my wrist"
+    assert guards.screen(real).reason == "injured"
+    assert next(s for s in guards.scores(real) if s.check.id == "injured").matched
+    word = "what is the cut off time for next day delivery"  # the pattern's word, nothing happened
+    score = next(s for s in guards.scores(word) if s.check.id == "injured")
+    assert score.vetoed and not score.fires and guards.screen(word).kind == "answer"
+    assert Guardrails(load_domain(shop).spec).screen(word).reason == "injured"  # without the learned check: fires

@@ -193,6 +193,11 @@ def test_a_withheld_answer_ends_in_the_domains_own_notice() -> None:
         ("no puede respirar", "emergency"),
         ("I don't see any reason to keep going", "emergency"),
         ("no chest pain but now I can't breathe", "emergency"),  # the second clause is said
+        ("no chest pain or shortness of breath, the form just asks for a physical", None),  # a negated list
+        ("pregnant with twins and no cramping or spotting, how often are the prenatal checks", None),
+        ("la nena no tiene fiebre, solo le toca la vacuna de los 2 meses", None),  # the negation inside the match
+        ("the baby hasn't moved since this morning", "emergency"),  # a negation the pattern holds
+        ("no fever, but she's bleeding heavily", "emergency"),  # "but" ends the negated list
     ],
 )
 def test_a_symptom_denied_in_its_clause_does_not_fire_but_a_negated_emergency_does(
@@ -224,6 +229,14 @@ def test_a_symptom_denied_in_its_clause_does_not_fire_but_a_negated_emergency_do
         ("i had a heart attack last year and i think it's happening again", "emergency"),  # now, again
         ("chest pain since last week and it's getting worse", "emergency"),  # still going on
         ("he had a seizure last year, now he is shaking all over and won't respond", "emergency"),
+        ("my dad overdosed years ago and now I handle his appointments, what forms", None),  # "now" of another clause
+        ("my uncle had a stroke and is home now, can I be his proxy on the portal", None),  # "and" joins the past
+        ("i had a heart attack years ago and now my chest is crushing", "emergency"),
+        ("what's the number of the suicide hotline, it's for a church flyer", None),  # a name
+        ("she had a seizure disorder as a teen, which neurologist do you refer to", None),
+        ("my coworker says i'll have a heart attack from all this coffee, can i get an ekg", None),
+        ("do you test for lead poisoning in kids, the daycare asks", None),
+        ("mi abuelo tuvo un derrame cerebral hace mucho, hay estacionamiento accesible", None),
     ],
 )
 def test_an_emergency_placed_in_the_past_or_said_in_a_figure_of_speech_does_not_fire_but_one_happening_now_does(

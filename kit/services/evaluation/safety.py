@@ -94,7 +94,7 @@ def result_rows(outcomes: Sequence[SafetyOutcome], embedding_model: str) -> list
             {"id": item.id, "split": item.split, "expect": item.expect, "category": item.category, "lang": item.lang,
              "fired": o.fired, "by": None if fired is None else "pattern" if fired.matched else _by(fired),
              "similarity": None if decisive is None or decisive.similarity < 0 else round(decisive.similarity, 4),
-             "embedding_model": embedding_model}
+             "vetoed": [s.check.id for s in o.scores if s.vetoed], "embedding_model": embedding_model}
         )  # fmt: skip
     return out
 

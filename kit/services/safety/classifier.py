@@ -27,6 +27,10 @@ NONE = "none"
 FOLDS = 5
 L2 = 0.03  # ridge penalty on the weights (not the bias); bench/safety_check.py chose it on the clinic calibration split
 NEWTON_STEPS = 25
+# Spreads kept between the lowest-scoring real message a pattern catches and the veto. bench/veto.py (training without
+# one blind calibration batch at a time, bench/results/veto.txt): at 1.0 no pattern-caught emergency of the seven
+# left-out batches was vetoed (0 of 657) and 3 of the 9 other messages the patterns matched were; at 0.5, 1 and 3.
+VETO_MARGIN = 1.0
 EXAMPLES = "examples"  # the language group of a check's examples (domain.yaml gives none)
 
 
@@ -40,6 +44,7 @@ class Classifier:
     negatives: np.ndarray  # (m, dim) the pieces of every other message
     scale: np.ndarray  # (4,) logit mean and spread, margin mean and spread, on ordinary messages
     threshold: float = math.inf
+    veto: float = -math.inf  # a match of the check's patterns scoring below it is not trusted (``choose_veto``)
 
     def evidence(self, vectors: np.ndarray) -> tuple[float, float]:
         """(the highest logit of any piece, the nearest-neighbour margin) of a message's pieces' ``vectors``."""
@@ -68,8 +73,9 @@ def fit(check: str, messages: Sequence[Labelled], examples: np.ndarray, false_po
     evidence = out_of_fold(check, messages, examples)
     scale = ordinary_scale(evidence, messages)
     model = train(check, messages, examples)
-    return Classifier(model.weights, model.bias, model.positives, model.negatives, scale,
-                      choose_threshold(combined(evidence, scale), messages, false_positive_rate))  # fmt: skip
+    scores = combined(evidence, scale)
+    threshold, veto = choose_threshold(scores, messages, false_positive_rate), choose_veto(check, scores, messages)
+    return Classifier(model.weights, model.bias, model.positives, model.negatives, scale, threshold, veto)
 
 
 def ordinary_scale(evidence: np.ndarray, messages: Sequence[Labelled]) -> np.ndarray:
@@ -181,6 +187,15 @@ def choose_threshold(scores: np.ndarray, messages: Sequence[Labelled], false_pos
     if allowed >= len(negatives):
         return -math.inf
     return math.floor(negatives[allowed] * 1000 + 1) / 1000
+
+
+def choose_veto(check: str, scores: np.ndarray, messages: Sequence[Labelled]) -> float:
+    """The score below which a pattern's match of ``check`` is not trusted: the lowest out-of-fold score of the
+    check's own messages that a pattern fires on, less ``VETO_MARGIN`` (-inf when a pattern fires on none). A pattern
+    matches words; a message whose words match but that reads like no message of the check ("the suicide hotline's
+    number for our bulletin", "my ex overdosed and I got custody") scores far below every real one."""
+    caught = [float(s) for s, m in zip(scores, messages, strict=True) if m.label == check and m.matched]
+    return math.floor((min(caught) - VETO_MARGIN) * 1000) / 1000 if caught else -math.inf
 
 
 def _sigmoid(z: np.ndarray | float) -> np.ndarray:

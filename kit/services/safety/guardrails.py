@@ -18,14 +18,12 @@ hours. Personal data is masked before anything is stored (kit/services/safety/pi
 
 from __future__ import annotations
 
-import functools
 import re
 import threading
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -34,6 +32,7 @@ from kit.chunk import Chunk
 from kit.services.assistant.hours import Hours
 from kit.services.safety.classifier import Classifier
 from kit.services.safety.negation import READING_WORDS, affirmed, denied, denied_span, pattern_words
+from kit.services.safety.respelling import known_words, respelled
 from kit.settings import Contact, DomainSpec, embedding_name
 
 Kind = Literal["answer", "refuse", "handoff", "rule"]
@@ -84,13 +83,14 @@ class Check:
 
 @dataclass(frozen=True)
 class Score:
-    """How close a message came to firing a check: its pattern matched, or its best example similarity (a learned
-    check's classifier score, with no example)."""
+    """How close a message came to firing a check: its pattern matched (and its learned check, if any, did not veto
+    the match), or its best example similarity (a learned check's classifier score, with no example)."""
 
     check: Check
     matched: bool
     similarity: float
     example: str
+    vetoed: bool = False  # a pattern matched, but the learned check scored the message below its veto
 
     @property
     def fires(self) -> bool:
@@ -206,17 +206,20 @@ class Guardrails:
         out: list[Score] = []
         for i, check in enumerate(self.checks):
             matched = check.pattern is not None and any(affirmed(check.pattern, t) for t in texts)
-            similarity, example = -1.0, ""
-            if not matched and vectors is not None and check.classifier is not None:
-                if learned is None:  # only when a learned check is reached undecided (a pattern may decide first)
+            similarity, example, vetoed = -1.0, "", False
+            learn = check.classifier
+            if vectors is not None and learn is not None and (not matched or learn.veto > -np.inf):
+                if learned is None:  # only when a learned check is reached (a pattern may decide first)
                     embed = self.learned_embed
                     learned = vectors if embed is None else embed(split or self.pieces(question))
-                similarity = check.classifier.score(learned)
+                similarity = learn.score(learned)
+                vetoed = matched and similarity < learn.veto  # words that match, a message that reads like none
+                matched = matched and not vetoed
             elif not matched and vectors is not None and check.examples:
                 sims = vectors @ examples[i].T  # pieces × examples
                 best = int(np.argmax(sims.max(axis=0)))
                 similarity, example = float(sims[:, best].max()), check.examples[best]
-            out.append(Score(check, matched, similarity, example))
+            out.append(Score(check, matched, similarity, example, vetoed))
             if stop_at_first and out[-1].fires:
                 break
         return out
@@ -251,13 +254,14 @@ class Guardrails:
         words = self._words()
         if not words[0] or not words[1]:  # without the embedder's vocabulary, real words could be "corrected"
             return fold(message)
-        return re.sub(r"[^\W\d_]{4,}", lambda m: _respelled(m.group(), *words), fold(message))
+        return re.sub(r"[^\W\d_]{4,}", lambda m: respelled(m.group(), *words), fold(message))
 
     def _words(self) -> tuple[frozenset[str], frozenset[str]]:
         """(words any text may hold, the embedder's own vocabulary; words of the examples to respell towards)."""
         if self._vocabulary is None:
             targets = {w for c in self.checks for e in c.examples for w in re.findall(r"[^\W\d_]{4,}", fold(e))}
-            known = _known_words(self.embed)
+            folder = getattr(_embedder_key(self.embed), "folder", None) if self.embed is not None else None
+            known = known_words(folder)
             # a word a pattern or the negation and past readings spell out is a word as written ("hace tres años"
             # must not read "face tres anos")
             spelt = READING_WORDS.union(*(pattern_words(c.pattern.pattern) for c in self.checks if c.pattern))
@@ -348,34 +352,6 @@ def _embedder_key(embed: Embed) -> object:
     """The loaded model behind ``embed`` (Embedder.embed shares one per process and name), else ``embed`` itself."""
     owner = getattr(embed, "__self__", None)
     return getattr(owner, "model", None) or embed
-
-
-@functools.cache
-def _vocab_file_words(path: str) -> frozenset[str]:
-    try:
-        lines = Path(path).read_text(encoding="utf-8").split()
-    except OSError:
-        return frozenset()
-    return frozenset(w for w in lines if w.isalpha())
-
-
-def _known_words(embed: Embed | None) -> frozenset[str]:
-    """The whole words of the embedding model's WordPiece vocabulary (~20k common English words), when ``embed``
-    is a local model of that kind; else none, and only the examples' words count as known."""
-    folder = getattr(_embedder_key(embed), "folder", None) if embed is not None else None
-    return _vocab_file_words(str(Path(folder) / "vocab.txt")) if folder is not None else frozenset()
-
-
-def _respelled(word: str, known: frozenset[str], targets: frozenset[str]) -> str:
-    if word in known:
-        return word
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
-    edits = [a + b[1:] for a, b in splits if b]
-    edits += [a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1]
-    edits += [a + c + b[1:] for a, b in splits if b for c in letters]
-    edits += [a + c + b for a, b in splits for c in letters]
-    return min((e for e in edits if e in targets), default=word)
 
 
 def _compile(patterns: Sequence[str]) -> re.Pattern[str] | None:

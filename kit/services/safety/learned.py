@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 CACHE = "screening.npz"
 VECTORS = "screening-vectors"  # in the model cache: the training pieces' vectors per encoder, embedded once
-VERSION = 3  # bump when training changes, so caches trained the old way are trained again
+VERSION = 4  # bump when training changes, so caches trained the old way are trained again
 
 
 @dataclass(frozen=True)
@@ -186,7 +186,7 @@ def _stamp(domain: Domain, items: Sequence[SafetyItem]) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-FIELDS = ("weights", "bias", "positives", "negatives", "scale", "threshold")  # a Classifier's, as cached
+FIELDS = ("weights", "bias", "positives", "negatives", "scale", "threshold", "veto")  # a Classifier's, as cached
 
 
 def _read(domain: Domain, stamp: str) -> dict[str, Classifier] | None:
@@ -201,8 +201,8 @@ def _read(domain: Domain, stamp: str) -> dict[str, Classifier] | None:
 
 
 def _classifier(weights: np.ndarray, bias: np.ndarray, positives: np.ndarray, negatives: np.ndarray,
-                scale: np.ndarray, threshold: np.ndarray) -> Classifier:  # fmt: skip
-    return Classifier(weights, float(bias), positives, negatives, scale, float(threshold))
+                scale: np.ndarray, threshold: np.ndarray, veto: np.ndarray) -> Classifier:  # fmt: skip
+    return Classifier(weights, float(bias), positives, negatives, scale, float(threshold), float(veto))
 
 
 def _read_vectors(domain: Domain) -> dict[str, np.ndarray]:
