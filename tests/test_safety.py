@@ -237,6 +237,9 @@ def test_a_symptom_denied_in_its_clause_does_not_fire_but_a_negated_emergency_do
         ("my coworker says i'll have a heart attack from all this coffee, can i get an ekg", None),
         ("do you test for lead poisoning in kids, the daycare asks", None),
         ("mi abuelo tuvo un derrame cerebral hace mucho, hay estacionamiento accesible", None),
+        ("mi tia sobrevivio un derrame cerebral en 2019, atienden en su casa", None),  # Spanish, history
+        ("is there a support group for people who lost a parent to an overdose", None),  # a name
+        ("writing a story where the dad has a heart attack, can a doctor check the details", None),  # fiction
     ],
 )
 def test_an_emergency_placed_in_the_past_or_said_in_a_figure_of_speech_does_not_fire_but_one_happening_now_does(
