@@ -128,8 +128,14 @@ def test_ordinary_and_denied_messages_do_not_fire(shop: Path, embed: Any, messag
     assert learned.screening(load_domain(shop), embed).screen(message).kind == "answer"
 
 
+def _forget(domain: Domain) -> None:
+    """Drop the model cache's classifiers for the domain as it stands (another test may have trained the same)."""
+    learned._trained_file(learned._stamp(domain, learned.calibration_items(domain))).unlink(missing_ok=True)
+
+
 def test_the_cache_is_trained_again_only_when_the_training_lines_change(shop: Path, embed: Any) -> None:
     domain = load_domain(shop)
+    _forget(domain)
     first = learned.learned(domain, Guardrails(domain.spec, embed))
     assert first.seconds > 0 and (shop / "build" / learned.CACHE).is_file()
     again = learned.learned(domain, Guardrails(domain.spec, embed))
@@ -141,29 +147,53 @@ def test_the_cache_is_trained_again_only_when_the_training_lines_change(shop: Pa
     assert learned.learned(domain, Guardrails(domain.spec, embed)).seconds == 0  # held-out lines are not trained on
     more = _rows(["the iron fell and burned my foot"], "injured")
     path.write_text(path.read_text(encoding="utf-8") + json.dumps(more[0]) + "\n", encoding="utf-8")
+    _forget(domain)
     assert learned.learned(domain, Guardrails(domain.spec, embed)).seconds > 0
     assert learned.learned(domain, Guardrails(domain.spec, embed)).seconds == 0
     looser = _with_screening(domain, false_positive_rate=0.1)
+    _forget(looser)
     assert learned.learned(looser, Guardrails(looser.spec, embed)).seconds > 0  # a setting changed: trained again
     none = _with_screening(domain, learned=[])
     assert learned.learned(none, Guardrails(none.spec, embed)).classifiers == {}  # nothing learned: as before
 
 
-def test_a_new_copy_of_a_domain_embeds_none_of_the_lines_another_copy_embedded(
+def test_a_new_copy_of_a_domain_trains_and_embeds_nothing_another_copy_did(
     shop: Path, embed: Any, tmp_path: Path
 ) -> None:
     import shutil
 
     first = load_domain(shop)
-    learned.learned(first, Guardrails(first.spec, embed))  # its pieces go to the model cache too
+    trained_first = learned.learned(first, Guardrails(first.spec, embed))  # pieces and classifiers: model cache too
     shutil.copytree(shop, tmp_path / "copy", ignore=shutil.ignore_patterns("build"))
     copy = load_domain(tmp_path / "copy")
     seen: list[str] = []
     guards = Guardrails(copy.spec, embed)
     guards.learned_embed = lambda texts: (seen.extend(texts), embed(texts))[1]
     trained = learned.learned(copy, guards)
-    assert trained.seconds > 0 and "injured" in trained.classifiers  # trained, its build folder being new
-    assert set(seen) <= {"someone got hurt using the product"}  # the rule's example alone was embedded again
+    assert trained.seconds == 0 and seen == []  # its build folder is new, the model cache had them
+    assert trained.classifiers["injured"].threshold == trained_first.classifiers["injured"].threshold
+    _forget(copy)  # the model cache without the classifiers: trained again, only the rule's example embedded again
+    trained = learned.learned(copy, guards)
+    assert trained.seconds > 0 and "injured" in trained.classifiers
+    assert set(seen) <= {"someone got hurt using the product"}
+
+
+def test_a_domain_learns_from_another_labelled_set_too(shop: Path) -> None:
+    spec_file = shop / "domain.yaml"
+    spec = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
+    spec["screening"]["learn_from"] = ["eval/borrowed.jsonl"]
+    spec_file.write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
+    borrowed = [
+        *_rows(["my dad fell off the ladder and is not moving"], "injured"),
+        *_rows(["how much ibuprofen can a child take"], "no_diagnosis"),  # a rule this domain lacks: ordinary
+        *_rows(["the saw slipped and there is blood everywhere"], "injured", "heldout"),  # never trained on
+    ]
+    (shop / "eval" / "borrowed.jsonl").write_text("".join(json.dumps(r) + "\n" for r in borrowed), encoding="utf-8")
+    items = {i.text: i.expect for i in learned.calibration_items(load_domain(shop))}
+    assert items["my dad fell off the ladder and is not moving"] == "injured"
+    assert items["how much ibuprofen can a child take"] == "none"
+    assert "the saw slipped and there is blood everywhere" not in items
+    assert items["How long do returns take?"] == "none"  # the domain's own lines too
 
 
 def _with_screening(domain: Domain, **changes: Any) -> Domain:
@@ -172,6 +202,7 @@ def _with_screening(domain: Domain, **changes: Any) -> Domain:
 
 
 def test_kit_index_trains_the_learned_check_and_kit_eval_safety_reports_it(shop: Path, run_kit: Any) -> None:
+    _forget(load_domain(shop))
     result = run_kit("index", str(shop), "--quiet")
     assert result.code == 0, result.err
     assert "trained the learned checks injured" in result.out

@@ -157,6 +157,13 @@ class Screening(Strict):
         description="The embedding model the classifiers read (a retrieval.embedding_model value, e.g. "
         "'embedded:e5-small', multilingual); none: retrieval.embedding_model. Another one is loaded beside it.",
     )
+    learn_from: list[str] = Field(
+        default_factory=list,
+        description="Other labelled sets, in the safety set's format (paths in the domain folder), whose calibration "
+        "lines the learned checks train on too: a domain with few labelled emergencies of its own learns from "
+        "another's (eval/safety-shared.jsonl: the clinic's). Lines labelled with a rule this domain lacks count as "
+        "ordinary. `kit eval --safety` screens only eval.safety.",
+    )
     false_positive_rate: float = Field(
         default=LEARNED_FALSE_POSITIVES,
         ge=0,

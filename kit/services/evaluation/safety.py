@@ -44,9 +44,10 @@ class SafetyOutcome:
         return next((s.check.id for s in self.scores if s.fires), NONE)
 
 
-def load_safety(domain: Domain) -> list[SafetyItem]:
-    """The domain's safety set; DataError naming every problem when it is missing or malformed."""
-    rel = domain.spec.eval.safety
+def load_safety(domain: Domain, rel: str | None = None) -> list[SafetyItem]:
+    """The domain's safety set (or another file in its format, ``rel`` in the domain folder); DataError naming every
+    problem when it is missing or malformed."""
+    rel = rel or domain.spec.eval.safety
     if rel is None:
         raise DataError(
             f"{domain.name} has no safety set",

@@ -4,7 +4,8 @@ the embedding model or the training lines change, at `kit index`, `kit serve` st
 
 The cache is ``build/screening.npz`` with a stamp: the encoder's name and a sha256 over everything the
 classifiers depend on (the calibration lines, the checks' examples and patterns, the screening settings). The
-pieces' vectors are kept per encoder in the model cache (``$KIT_CACHE/screening-vectors/``), for every domain.
+pieces' vectors are kept per encoder in the model cache (``$KIT_CACHE/screening-vectors/``), for every domain, and
+the trained classifiers by stamp there too (``$KIT_CACHE/screening-trained/``), for every copy of a domain.
 A domain with no learned checks, or whose safety set has no calibration messages for one, screens as before.
 """
 
@@ -25,7 +26,7 @@ import numpy as np
 from kit.domain import Domain
 from kit.files import replace_with
 from kit.records import SafetyItem
-from kit.services.safety.classifier import Classifier, Labelled, fit
+from kit.services.safety.classifier import NONE, Classifier, Labelled, fit
 from kit.services.safety.guardrails import Embed, Guardrails, fold
 from kit.services.safety.negation import affirmed
 from kit.settings import embedding_name
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 CACHE = "screening.npz"
 VECTORS = "screening-vectors"  # in the model cache: the training pieces' vectors per encoder, embedded once
+TRAINED = "screening-trained"  # in the model cache: trained classifiers by stamp, for every copy of a domain
 VERSION = 4  # bump when training changes, so caches trained the old way are trained again
 
 
@@ -100,9 +102,9 @@ def learned(domain: Domain, guards: Guardrails) -> Trained:
 
 
 def calibration_items(domain: Domain) -> list[SafetyItem]:
-    """The safety set's calibration split (the held-out split is never trained on), less any message that is a
-    question or turn of the answer eval's held-out set (eval.heldout, which must stay untrained on by every part of
-    the assistant); none without a safety set."""
+    """The safety set's calibration split, and that of the sets in ``screening.learn_from`` (the held-out split is
+    never trained on), less any message that is a question or turn of the answer eval's held-out set (eval.heldout,
+    which must stay untrained on by every part of the assistant); none without a safety set."""
     from kit.services.evaluation.runner import load_items
     from kit.services.evaluation.safety import load_safety
 
@@ -112,7 +114,13 @@ def calibration_items(domain: Domain) -> list[SafetyItem]:
     held = {fold(c.item.question) for c in cases} | {
         fold(m.content) for c in cases for m in c.item.history if m.role == "user"
     }
-    return [i for i in load_safety(domain) if i.split == "calibration" and fold(i.text) not in held]
+    ids = {*domain.spec.screening.learned}
+    borrowed = [
+        i if i.expect in ids else i.model_copy(update={"expect": NONE})  # another domain's rule: ordinary here
+        for rel in domain.spec.screening.learn_from
+        for i in load_safety(domain, rel)
+    ]
+    return [i for i in [*load_safety(domain), *borrowed] if i.split == "calibration" and fold(i.text) not in held]
 
 
 def labelled(
@@ -190,14 +198,24 @@ FIELDS = ("weights", "bias", "positives", "negatives", "scale", "threshold", "ve
 
 
 def _read(domain: Domain, stamp: str) -> dict[str, Classifier] | None:
-    try:
-        with np.load(domain.build_dir / CACHE, allow_pickle=False) as data:
-            if str(data["stamp"]) != stamp:
-                return None
-            ids = [str(i) for i in data["ids"]]
-            return {cid: _classifier(*(data[f"{n}.{f}"] for f in FIELDS)) for n, cid in enumerate(ids)}
-    except (OSError, KeyError, ValueError):
-        return None
+    """The classifiers trained for ``stamp``: the domain's build folder's, else the model cache's (another copy of
+    the same template, same lines and settings, trained them: `kit new retail` trains nothing its template did)."""
+    for path in (domain.build_dir / CACHE, _trained_file(stamp)):
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if str(data["stamp"]) != stamp:
+                    continue
+                ids = [str(i) for i in data["ids"]]
+                return {cid: _classifier(*(data[f"{n}.{f}"] for f in FIELDS)) for n, cid in enumerate(ids)}
+        except (OSError, KeyError, ValueError):
+            continue
+    return None
+
+
+def _trained_file(stamp: str) -> Path:
+    from kit.components.models import cache_dir
+
+    return cache_dir() / TRAINED / f"{stamp[:32]}.npz"
 
 
 def _classifier(weights: np.ndarray, bias: np.ndarray, positives: np.ndarray, negatives: np.ndarray,
@@ -238,4 +256,5 @@ def _write(domain: Domain, stamp: str, classifiers: dict[str, Classifier]) -> No
     buffer = io.BytesIO()
     np.savez(buffer, stamp=np.array(stamp), ids=np.array(list(classifiers), dtype=str), **arrays)
     # a cache: a build folder that cannot be written (a read-only image) only means training again next start
-    replace_with(domain.build_dir / CACHE, lambda tmp: tmp.write_bytes(buffer.getvalue()), cache=True)
+    for path in (domain.build_dir / CACHE, _trained_file(stamp)):
+        replace_with(path, lambda tmp: tmp.write_bytes(buffer.getvalue()), cache=True)
