@@ -298,3 +298,17 @@ def test_a_pattern_match_in_a_message_that_reads_like_none_of_the_rules_is_vetoe
     score = next(s for s in guards.scores(word) if s.check.id == "injured")
     assert score.vetoed and not score.fires and guards.screen(word).kind == "answer"
     assert Guardrails(load_domain(shop).spec).screen(word).reason == "injured"  # without the learned check: fires
+
+
+def test_retail_and_travel_borrow_the_clinics_calibration_lines_as_the_script_writes_them() -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    for name in ("retail", "travel"):
+        assert load_domain(root / "domains" / name).spec.screening.learn_from == ["eval/safety-shared.jsonl"]
+    done = subprocess.run(
+        [sys.executable, "scripts/shared_safety.py", "retail", "travel", "--check"],
+        cwd=root, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr  # no held-out line, none a stale copy
