@@ -10,7 +10,8 @@ A rule or trigger fires when one of its patterns matches the message (as written
 quotes folded), or when the message, or one of its sentences, is at least the rule's `threshold` close (cosine
 similarity of the query embedder) to one of its `examples`: rephrasings, typos and other languages that no pattern
 foresaw. A learned check (screening.learned; kit/services/safety/learned.py) fires by its classifier's score
-instead of its examples. Rules and triggers are tried in their order in domain.yaml; the first that fires decides.
+instead of its examples, and its classifier may veto a match of its patterns (``Classifier.veto``). Rules and
+triggers are tried in their order in domain.yaml; the first that fires decides.
 A hand-off that uses handoff.message, outside the contact's opening hours (kit/services/assistant/hours.py), says when
 the team is back and offers the lead form instead; rules, and triggers with their own message, never change with the
 hours. Personal data is masked before anything is stored (kit/services/safety/pii.py).

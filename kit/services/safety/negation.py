@@ -61,7 +61,6 @@ _FIGURE = re.compile(
     r"|\b(?:gave|give|giving|gives) (?:me|him|her|us|them|my \w+) a heart ?attack\b"
     r"|\bdrowning in (?:paperwork|work|bills|forms|e-?mails?|homework|debt|laundry|papers)\b"
     r"|\b(?:dying|die) (?:to|for) (?:know|see|get|try|go|meet|hear)\b"
-    r"|\b(?:overdose|suicide|stroke|seizure|heart ?attack) (?:awareness|prevention|training|class|course|poster|kit)\b"
     r"|\b(?:heart ?attack|stroke) (?:risk|screening)\b"
     r"|\b(?:will|'ll|ll|gonna|going to) (?:have|get|give (?:me|him|her|you)) a (?:heart ?attack|stroke)\b"
     r"|\bhow (?:do (?:you|i)|to) spell (?:\w+ ){0,2}\w+|\bthe word \w+"
@@ -71,7 +70,6 @@ _FIGURE = re.compile(
     r"|\bcollapsed (?:into|onto|on|in) (?:my |the )?(?:bed|couch|sofa|chair)\b"
     r"|\b(?:medicines?|medications?|meds|pills|medicinas?|medicamentos?|pastillas) (?:for|para|de)"
     r" (?:(?:the|my|his|her|their|las|los|la|el|sus|mis|su) )?\w+"
-    r"|\b(?:suicide|crisis|poison|overdose)(?: (?:and|&) crisis)?(?: prevention)? (?:hot|help|life)?line\b"
     r"|\b(?:support groups?|grupos? de apoyo)\b.{0,60}"
     r"|\b(?:novel|story|book|movie|film|script|play|game)s? (?:where|in which|about|with|that has)(?: \w+){0,6} \w+"
     r"|\b(?:test|tests|testing|tested|screen|screening|screened|check|checked) (?:for|de|para) (?:\w+ ){0,2}\w+"
@@ -80,11 +78,11 @@ _FIGURE = re.compile(
     re.IGNORECASE,
 )
 _AND = re.compile(r"\s*\b(?:and|y)\b", re.IGNORECASE)
-# A word right after a match that makes the match name a thing ("a seizure disorder", "my chest pain visit", "the
-# suicide hotline"): the match is no event.
+# Words right after a match that make the match name a thing ("a seizure disorder", "my chest pain visit", "the
+# suicide and crisis line", "an overdose awareness poster"): the match is no event.
 _MODIFIER = re.compile(
-    r"\s+(?:disorders?|hotline|helpline|lifeline|visit|follow-?up|survivors?|awareness|prevention|specialist|ward"
-    r"|unit|scare)\b",
+    r"\s+(?:(?:and|&) crisis )?(?:prevention )?(?:(?:hot|help|life)?line|disorders?|visit|follow-?up|survivors?"
+    r"|awareness|prevention|training|class|course|poster|kit|specialist|ward|unit|scare)\b",
     re.IGNORECASE,
 )
 # Anything in the message that says it is happening now (again) keeps every match said, whatever the past beside it.
