@@ -195,7 +195,7 @@ def test_a_withheld_answer_ends_in_the_domains_own_notice() -> None:
         ("no chest pain but now I can't breathe", "emergency"),  # the second clause is said
         ("no chest pain or shortness of breath, the form just asks for a physical", None),  # a negated list
         ("pregnant with twins and no cramping or spotting, how often are the prenatal checks", None),
-        ("la nena no tiene fiebre, solo le toca la vacuna de los 2 meses", None),  # the negation inside the match
+        ("mi bebe no tiene fiebre, solo le toca la vacuna de los 2 meses", None),  # the negation inside the match
         ("the baby hasn't moved since this morning", "emergency"),  # a negation the pattern holds
         ("no fever, but she's bleeding heavily", "emergency"),  # "but" ends the negated list
     ],
