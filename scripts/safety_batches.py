@@ -4,6 +4,8 @@ firing anything, by what fired.
 
     .venv/bin/python scripts/safety_batches.py clinic                 # the results as committed now
     .venv/bin/python scripts/safety_batches.py clinic --at 1cb69e2    # as committed at an earlier measurement
+    .venv/bin/python scripts/safety_batches.py retail --at 43aa88a \
+        --batch d516d48:domains/retail/eval/safety-fresh.jsonl      # one batch as committed apart, by its ids
 
 Reads ``eval/safety.jsonl`` and ``eval/results/safety/*.jsonl`` (written by `kit eval <d> --safety --results`), from
 the working tree or, with ``--at``, from that commit: the README's per-round figures come from it.
@@ -33,8 +35,12 @@ def read(rel: str, at: str | None) -> list[dict[str, object]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def batch(item_id: str) -> str:
-    """The blind batch an id belongs to ("fresh7-chest_pain-003" → "fresh7"), else "earlier"."""
+def batch(item_id: str, named: set[str]) -> str:
+    """The blind batch an id belongs to: "batch" when it is one of ``named`` (the ids of a batch file as committed
+    apart, for a batch whose id prefix an earlier one shares), else by its prefix ("fresh7-chest_pain-003" →
+    "fresh7"), else "earlier"."""
+    if item_id in named:
+        return "batch"
     m = re.match(r"(fresh\d*)-", item_id)
     return m.group(1) if m else "earlier"
 
@@ -43,12 +49,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("domain", help="A template under domains/.")
     parser.add_argument("--at", help="A commit to read the set and the results from.")
+    parser.add_argument("--batch", help="COMMIT:PATH of a batch file as committed apart: its ids are shown apart.")
     args = parser.parse_args()
     base = f"domains/{args.domain}"
     rows = [r for r in read(f"{base}/{RESULTS}", args.at) if r["split"] == "heldout"]
+    named = set()
+    if args.batch:
+        commit, path = args.batch.split(":", 1)
+        named = {str(r["id"]) for r in read(path, commit)}
     counts: dict[str, Counter[str]] = {}
     for r in rows:
-        c = counts.setdefault(batch(str(r["id"])), Counter())
+        c = counts.setdefault(batch(str(r["id"]), named), Counter())
         if r["expect"] == "emergency":
             c["emergencies"] += 1
             c[f"caught by {r['by']}"] += r["fired"] == "emergency"
